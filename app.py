@@ -1,0 +1,406 @@
+"""Resell Studio's Gradio app: builds the UI and the API, and wires both to the studio service.
+
+`create_demo(studio)` builds everything; nothing heavy happens at import. `demo` is built on first access (for
+Spaces and `gradio app.py`), and `python app.py` serves it like `resell-studio serve`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import gradio as gr
+from gradio import FileData
+
+from pipeline.attributes import CATEGORIES
+from pipeline.errors import StudioError
+from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
+from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
+from pipeline.previews import mask_overlay, thumbnail
+from pipeline.segmentation import SEGMENTATION_BACKENDS
+from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+from pipeline.studio import GHOST_MODEL_ID, Studio
+
+log = logging.getLogger(__name__)
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+POLL_SECONDS = 0.2
+CSS = """
+.model-cards {display: flex; flex-wrap: wrap; gap: 10px;}
+.model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px; min-width: 160px;}
+.model-card.unavailable {opacity: 0.55;}
+.model-card .tags {font-size: 0.85em; color: var(--body-text-color-subdued);}
+"""
+
+
+def explained(handler: Handler) -> Handler:
+    """Shows a StudioError's message to the user as it is; logs anything else and says so plainly."""
+
+    @functools.wraps(handler)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return handler(*args, **kwargs)
+        except gr.Error:
+            raise
+        except StudioError as error:
+            raise gr.Error(str(error)) from error
+        except Exception as error:
+            log.exception("unexpected error in %s", handler.__name__)
+            raise gr.Error(f"Something went wrong ({type(error).__name__}); nothing was changed. "
+                           "Try again, and report it if it keeps happening.") from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+class StudioAPI:
+    """The public API: one typed method per endpoint, returning plain JSON (and files from /download)."""
+
+    def __init__(self, studio: Studio):
+        self.studio = studio
+
+    def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "auto") -> dict:
+        """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false,
+        and returns the garment: id, status, category, detected_color, detected_color_hex, mask_image_url, ..."""
+        path, name = _file_path_and_name(photo)
+        return self.studio.upload_garment(path, filename=name, segment=bool(segment), backend=backend)
+
+    def segment_garment(self, garment_id: str, backend: str = "auto") -> dict:
+        """Cut the garment out again (backend: auto, classic or sam) and return the garment."""
+        return self.studio.segment_garment(garment_id, backend)
+
+    def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "") -> dict:
+        """Correct the category (top, bottom, dress, outerwear) and/or colour; empty values are left as they are."""
+        return self.studio.update_garment(garment_id, category or None, color_name or None, color_hex or None)
+
+    def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: list[str] | None = None,
+                 marketplaces: list[str] | None = None, background: str = DEFAULT_BACKGROUND,
+                 file_format: str = "jpeg", wait: bool = False) -> dict:
+        """Start a generation job. Returns the job (status pending), or the finished job when `wait` is true.
+        Poll /generation with its id; its `outputs` list the images (ids for /download and /set_favorite)."""
+        return self.studio.generate(garment_id, model_id, aspect_ratios or [], marketplaces or [], background,
+                                    file_format, wait=bool(wait))
+
+    def generation(self, generation_id: str) -> dict:
+        """A generation job: status, progress, error_message, parameters and outputs."""
+        return self.studio.get_generation(generation_id)
+
+    def list_garments(self, limit: int = 50, offset: int = 0) -> list[dict]:
+        """Your garments, newest first."""
+        return self.studio.list_garments(limit, offset)
+
+    def list_generations(self, garment_id: str = "", limit: int = 50, offset: int = 0) -> list[dict]:
+        """Generation jobs, newest first; only those of one garment when garment_id is given."""
+        return self.studio.list_generations(garment_id or None, limit, offset)
+
+    def set_favorite(self, output_id: str, is_favorite: bool = True) -> dict:
+        """Star or unstar an output image."""
+        return self.studio.set_favorite(output_id, bool(is_favorite))
+
+    def download(self, output_id: str) -> FileData:
+        """The output image file; counts the download."""
+        path, _ = self.studio.download(output_id)
+        return FileData(path=str(path), orig_name=path.name)
+
+    def virtual_models(self) -> list[dict]:
+        """The virtual models, with whether each can be used here and, if not, why."""
+        return self.studio.virtual_models()
+
+    def marketplaces(self) -> list[dict]:
+        """The marketplace presets: key, name, aspect ratio and exact pixel size."""
+        return [vars(preset) for preset in MARKETPLACES.values()]
+
+    ENDPOINTS = ("upload_garment", "segment_garment", "update_garment", "generate", "generation", "list_garments",
+                 "list_generations", "set_favorite", "download", "virtual_models", "marketplaces")
+
+
+def _file_path_and_name(photo: Any) -> tuple[str, str | None]:
+    if isinstance(photo, dict):
+        return photo["path"], photo.get("orig_name")
+    if isinstance(photo, FileData):
+        return photo.path, photo.orig_name
+    return str(photo), None
+
+
+# -- the UI ----------------------------------------------------------------------------------------
+
+
+def _model_cards_html(models: list[dict]) -> str:
+    cards = []
+    for model in models:
+        details = " · ".join(filter(None, [model["gender"], model["body_type"], model["ethnicity"]]))
+        tags = ", ".join(model["style_tags"])
+        state = "Available" if model["available"] else f"Unavailable: {model['unavailable_reason']}"
+        css_class = "model-card" if model["available"] else "model-card unavailable"
+        cards.append(f'<div class="{css_class}"><b>{model["name"]}</b> <code>{model["id"]}</code><br>'
+                     f'{details}<div class="tags">{tags}</div><div class="tags">{state}</div></div>')
+    return f'<div class="model-cards">{"".join(cards)}</div>'
+
+
+def _garment_choices(studio: Studio) -> list[tuple[str, str]]:
+    choices = []
+    for garment in studio.list_garments(limit=200):
+        label = f"{garment['original_filename'] or 'photo'} · {garment['category'] or '?'} · {garment['created_at'][:16]}"
+        choices.append((label, garment["id"]))
+    return choices
+
+
+def _gallery_items(studio: Studio, generation: dict) -> list[tuple[str, str]]:
+    items = []
+    for output in generation["outputs"]:
+        star = "★ " if output["is_favorite"] else ""
+        where = MARKETPLACES[output["marketplace"]].name if output["marketplace"] else output["aspect_ratio"]
+        items.append((str(studio.file_path(output["image_url"])),
+                      f"{star}{where} · {output['width']}×{output['height']}"))
+    return items
+
+
+def create_demo(studio: Studio) -> gr.Blocks:
+    """The whole app: seller UI and public API, wired to `studio`."""
+    api = StudioAPI(studio)
+    models = studio.virtual_models()
+    model_choices = [(f"{m['name']} ({m['id']})", m["id"]) for m in models if m["available"]]
+    status = studio.backend_status()
+
+    with gr.Blocks(title="Resell Studio") as demo:
+        gr.Markdown("# Resell Studio\nPhotograph a garment on the floor, a bed or a hanger; get clean photos for "
+                    "every marketplace.")
+        gr.Markdown(f"<small>{status['segmentation']}<br>{status['generation']}</small>")
+        garment_id = gr.State("")
+        output_ids = gr.State([])
+        selected_output = gr.State("")
+
+        with gr.Tabs() as tabs:
+            with gr.Tab("Studio", id="studio"):
+                with gr.Row():
+                    with gr.Column(scale=1):
+                        uploads = gr.File(label="Garment photos (JPEG, PNG, WebP, HEIC)", file_count="multiple",
+                                          file_types=["image", ".heic", ".heif"], type="filepath")
+                        upload_button = gr.Button("Upload and cut out", variant="primary")
+                        garment_picker = gr.Dropdown(label="Garment", choices=_garment_choices(studio),
+                                                     interactive=True)
+                    with gr.Column(scale=2):
+                        with gr.Row():
+                            original_view = gr.Image(label="Original", interactive=False, format="jpeg", height=360)
+                            cutout_view = gr.Image(label="Cut-out", interactive=False, format="jpeg", height=360)
+                        garment_status = gr.Markdown()
+                with gr.Row():
+                    category = gr.Dropdown(label="Category", choices=list(CATEGORIES), interactive=True)
+                    color_name = gr.Textbox(label="Colour name", placeholder="navy")
+                    color_hex = gr.ColorPicker(label="Colour")
+                    with gr.Column():
+                        save_button = gr.Button("Save category and colour")
+                        resegment_button = gr.Button("Cut out again")
+
+                gr.Markdown("### Virtual models")
+                gr.HTML(_model_cards_html(models))
+                with gr.Row():
+                    model_picker = gr.CheckboxGroup(label="Models to use", choices=model_choices,
+                                                    value=[GHOST_MODEL_ID] if model_choices else [])
+                    ratio_picker = gr.CheckboxGroup(label="Aspect ratios", choices=list(ASPECT_RATIOS),
+                                                    value=list(DEFAULT_ASPECT_RATIOS))
+                    marketplace_picker = gr.CheckboxGroup(
+                        label="Marketplace sizes",
+                        choices=[(f"{p.name} {p.width}×{p.height}", p.key) for p in MARKETPLACES.values()])
+                with gr.Row():
+                    background = gr.Dropdown(label="Background", choices=list(BACKGROUNDS), value=DEFAULT_BACKGROUND)
+                    file_format = gr.Radio(label="File format", choices=list(FILE_FORMATS), value="jpeg")
+                    generate_button = gr.Button("Generate photos", variant="primary", scale=2)
+                gallery = gr.Gallery(label="Results", columns=4, height=420, format="jpeg", allow_preview=True)
+                with gr.Row():
+                    favorite_button = gr.Button("☆ Favourite", interactive=False)
+                    download_button = gr.DownloadButton("Download", interactive=False)
+                    output_info = gr.Markdown()
+
+            with gr.Tab("History", id="history") as history_tab:
+                refresh_button = gr.Button("Refresh")
+                garments_table = gr.Dataframe(label="Garments (select a row to open it)", interactive=False, wrap=True)
+                generations_table = gr.Dataframe(label="Generations", interactive=False, wrap=True)
+
+        # -- handlers (UI only; the API has its own endpoints below) ------------------------------
+
+        def show_garment(chosen_id: str):
+            if not chosen_id:
+                return "", None, None, "", None, "", None, "Upload a photo to start.", [], []
+            garment = studio.get_garment(chosen_id)
+            image = studio.garment_image(chosen_id)
+            overlay = mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
+            if garment["status"] == "failed":
+                message = f"**Cut-out failed:** {garment['error_message']}"
+            else:
+                message = (f"Cut-out by **{garment['segmentation_backend'] or '—'}** · status **{garment['status']}**"
+                           f" · {garment['width']}×{garment['height']} px")
+            latest = studio.list_generations(chosen_id, limit=1)
+            generation = studio.get_generation(latest[0]["id"]) if latest else {"outputs": []}
+            return (chosen_id, thumbnail(image), overlay, garment["category"], garment["detected_color"] or "",
+                    garment["detected_color_hex"] or None, message, _gallery_items(studio, generation),
+                    [o["id"] for o in generation["outputs"]], "")
+
+        garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
+                           gallery, output_ids, selected_output]
+
+        def upload(paths: list[str] | None):
+            if not paths:
+                raise gr.Error("Choose one or more photos first.")
+            last_id, refused = "", []
+            for path in paths:
+                try:
+                    last_id = studio.upload_garment(path)["id"]
+                except StudioError as error:
+                    refused.append(f"{path.rsplit('/', 1)[-1]}: {error}")
+            for message in refused:
+                gr.Warning(message)
+            if not last_id:
+                raise gr.Error("No photo could be used. " + " ".join(refused))
+            return gr.Dropdown(choices=_garment_choices(studio), value=last_id), None
+
+        def save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str):
+            if not chosen_id:
+                raise gr.Error("Choose a garment first.")
+            garment = studio.get_garment(chosen_id)
+            hex_changed = bool(new_hex) and new_hex.lower() != (garment["detected_color_hex"] or "")
+            name_changed = (new_name or "") != (garment["detected_color"] or "")
+            studio.update_garment(chosen_id, new_category, new_name if name_changed else None,
+                                  new_hex if hex_changed and not name_changed else None)
+            if hex_changed and name_changed:
+                studio.update_garment(chosen_id, color_hex=new_hex, color_name=new_name)
+            gr.Info("Saved.")
+            return show_garment(chosen_id)
+
+        def resegment(chosen_id: str):
+            if not chosen_id:
+                raise gr.Error("Choose a garment first.")
+            garment = studio.segment_garment(chosen_id)
+            if garment["status"] == "failed":
+                gr.Warning(garment["error_message"])
+            return show_garment(chosen_id)
+
+        def generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
+                     background_name: str, fmt: str, progress=gr.Progress()):
+            if not chosen_id:
+                raise gr.Error("Upload or choose a garment first.")
+            if not model_ids:
+                raise gr.Error("Pick at least one virtual model.")
+            jobs = [studio.generate(chosen_id, model_id, ratios, marketplaces, background_name, fmt)
+                    for model_id in model_ids]
+            finished = []
+            for number, job in enumerate(jobs):
+                finished.append(_wait_with_progress(studio, job["id"], progress, number, len(jobs)))
+            failures = [job["error_message"] for job in finished if job["status"] == "failed"]
+            for message in failures:
+                gr.Warning(f"A generation failed: {message}")
+            items = [item for job in finished for item in _gallery_items(studio, job)]
+            ids = [output["id"] for job in finished for output in job["outputs"]]
+            return items, ids, ""
+
+        def select_output(ids: list[str], event: gr.SelectData):
+            output_id = ids[event.index] if event.index is not None and event.index < len(ids) else ""
+            return _output_controls(output_id)
+
+        def _output_controls(output_id: str):
+            if not output_id:
+                return ("", gr.Button("☆ Favourite", interactive=False),
+                        gr.DownloadButton("Download", value=None, interactive=False), "")
+            output = studio.get_output(output_id)
+            path = studio.file_path(output["image_url"])
+            star = "★ Favourite" if output["is_favorite"] else "☆ Favourite"
+            info = f"{output['width']}×{output['height']} px · downloaded {output['download_count']}×"
+            return (output_id, gr.Button(star, interactive=True),
+                    gr.DownloadButton("Download", value=str(path), interactive=True), info)
+
+        def toggle_favorite(output_id: str, chosen_id: str, ids: list[str]):
+            if not output_id:
+                raise gr.Error("Select an image in the results first.")
+            output = studio.get_output(output_id)
+            studio.set_favorite(output_id, not output["is_favorite"])
+            return _output_controls(output_id)
+
+        def record_download(output_id: str):
+            if output_id:
+                studio.download(output_id)
+            return _output_controls(output_id)[3]
+
+        def history():
+            garments = studio.list_garments(limit=200)
+            generations = studio.list_generations(limit=200)
+            garment_rows = [[g["id"], g["created_at"][:19], g["original_filename"], g["category"],
+                             g["detected_color"], g["status"]] for g in garments]
+            generation_rows = [[g["id"], g["garment_id"], g["target_model_id"], g["status"], g["created_at"][:19],
+                                g["error_message"] or ""] for g in generations]
+            return (gr.Dataframe(value=garment_rows or None,
+                                 headers=["id", "uploaded", "file", "category", "colour", "status"]),
+                    gr.Dataframe(value=generation_rows or None,
+                                 headers=["id", "garment", "model", "status", "created", "error"]))
+
+        def open_from_history(event: gr.SelectData):
+            row = event.row_value or []
+            if not row:
+                return gr.Dropdown(), gr.Tabs()
+            return gr.Dropdown(choices=_garment_choices(studio), value=row[0]), gr.Tabs(selected="studio")
+
+        private = {"api_visibility": "private"}
+        ui = explained
+        upload_button.click(ui(upload), uploads, [garment_picker, uploads], **private)
+        garment_picker.change(ui(show_garment), garment_picker, garment_outputs, **private)
+        save_button.click(ui(save_attributes), [garment_id, category, color_name, color_hex], garment_outputs,
+                          **private)
+        resegment_button.click(ui(resegment), garment_id, garment_outputs, **private)
+        generate_button.click(
+            ui(generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format],
+            [gallery, output_ids, selected_output], concurrency_limit=4, **private,
+        ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
+                                                       output_info], **private)
+        gallery.select(ui(select_output), output_ids, [selected_output, favorite_button, download_button,
+                                                        output_info], **private)
+        favorite_button.click(ui(toggle_favorite), [selected_output, garment_id, output_ids],
+                              [selected_output, favorite_button, download_button, output_info], **private)
+        download_button.click(ui(record_download), selected_output, output_info, **private)
+        refresh_button.click(ui(history), None, [garments_table, generations_table], **private)
+        history_tab.select(ui(history), None, [garments_table, generations_table], **private)
+        garments_table.select(ui(open_from_history), None, [garment_picker, tabs], **private)
+
+        for name in StudioAPI.ENDPOINTS:
+            gr.api(explained(getattr(api, name)), api_name=name, concurrency_limit=4)
+
+    return demo
+
+
+def _wait_with_progress(studio: Studio, generation_id: str, progress: gr.Progress, number: int, total: int) -> dict:
+    while True:
+        job = studio.get_generation(generation_id)
+        if job["status"] in ("completed", "failed"):
+            return job
+        progress((number + job["progress"]) / total, desc=f"{job['progress_message']} ({number + 1}/{total})")
+        time.sleep(POLL_SECONDS)
+
+
+def launch_options(studio: Studio) -> dict[str, Any]:
+    """What `launch()` needs besides host and port: the data directory may be served (its files only)."""
+    return {"allowed_paths": [str(studio.settings.files_dir)], "css": CSS, "theme": gr.themes.Soft()}
+
+
+def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+    studio = Studio.open(settings)
+    demo = create_demo(studio)
+    demo.queue(default_concurrency_limit=4)
+    try:
+        demo.launch(server_name=host, server_port=port, **launch_options(studio))
+    finally:
+        studio.close()
+
+
+def __getattr__(name: str) -> Any:
+    # `demo` is what Spaces and `gradio app.py` look for; built on first access, not at import.
+    if name == "demo":
+        global demo
+        studio = Studio.open(Settings.from_env())
+        demo = create_demo(studio)
+        return demo
+    raise AttributeError(name)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO)
+    serve(Settings.from_env())

@@ -1,0 +1,147 @@
+"""The `resell-studio` command: serve the app, cut garments out, and generate photos from the shell.
+
+Errors go to stderr as one line a seller can act on, with a non-zero exit; no tracebacks
+(set STUDIO_DEBUG=1 to see them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipeline.errors import StudioError
+from pipeline.segmentation import SEGMENTATION_BACKENDS
+from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+
+EXIT_FAILED = 1
+
+
+def _comma_list(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="resell-studio", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="start the web app and its API")
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
+
+    segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")
+    segment.add_argument("images", nargs="+", metavar="IMAGE")
+    segment.add_argument("--out", required=True, help="folder for the masks, written as <stem>.png")
+    segment.add_argument("--backend", choices=SEGMENTATION_BACKENDS, default="auto")
+
+    generate = commands.add_parser("generate", help="make marketplace photos of a garment (stored in the data dir)")
+    generate.add_argument("image", metavar="IMAGE")
+    generate.add_argument("--model", default="ghost_01", help="virtual model id (default ghost_01)")
+    generate.add_argument("--ratios", type=_comma_list, default=[], help="aspect ratios, e.g. 1:1,4:5,3:4")
+    generate.add_argument("--marketplace", action="append", default=[],
+                          help="marketplace preset (ebay, poshmark, depop, vinted, ...); repeat or comma-separate")
+    generate.add_argument("--background", default="white")
+    generate.add_argument("--format", dest="file_format", default="jpeg", choices=["jpeg", "png"])
+    generate.add_argument("--out", default="resell-photos", help="folder to copy the photos to")
+    generate.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR)")
+    return parser
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from app import serve
+
+    serve(Settings.from_env(args.data_dir), host=args.host, port=args.port)
+    return 0
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    from pipeline.attributes import dominant_color, guess_category
+    from pipeline.ingest import ingest_file
+    from pipeline.segmentation import get_segmenter
+    from PIL import Image
+
+    segmenter = get_segmenter(args.backend)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for image_path in args.images:
+        started = time.perf_counter()
+        try:
+            image = ingest_file(image_path).image
+            segmentation = segmenter.segment(image)
+        except StudioError as error:
+            _error(f"{image_path}: {error}")
+            failures += 1
+            continue
+        mask_path = out / f"{Path(image_path).stem}.png"
+        Image.fromarray(segmentation.mask, mode="L").save(mask_path)
+        color = dominant_color(image, segmentation.mask)
+        print(json.dumps({
+            "image": str(image_path), "mask": str(mask_path), "category": guess_category(segmentation.mask),
+            "color": color.name, "hex": color.hex, "backend": segmentation.backend,
+            "seconds": round(time.perf_counter() - started, 3),
+        }), flush=True)
+    return EXIT_FAILED if failures else 0
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from pipeline.studio import Studio
+
+    marketplaces = [key for value in args.marketplace for key in _comma_list(value)]
+    studio = Studio.open(Settings.from_env(args.data_dir))
+    try:
+        garment = studio.upload_garment(args.image)
+        if garment["status"] == "failed":
+            raise StudioError(garment["error_message"])
+        job = studio.generate(garment["id"], args.model, args.ratios, marketplaces, args.background,
+                              args.file_format, wait=True)
+        if job["status"] != "completed":
+            raise StudioError(job["error_message"] or f"the generation ended {job['status']}")
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = []
+        for output in job["outputs"]:
+            shape = output["marketplace"] or output["aspect_ratio"].replace(":", "x")
+            source = studio.file_path(output["image_url"])
+            target = out / f"{Path(args.image).stem}-{shape}{source.suffix}"
+            shutil.copyfile(source, target)
+            files.append({"file": str(target), "output_id": output["id"], "aspect_ratio": output["aspect_ratio"],
+                          "marketplace": output["marketplace"], "width": output["width"], "height": output["height"]})
+        print(json.dumps({"garment_id": garment["id"], "generation_id": job["id"], "model": args.model,
+                          "category": garment["category"], "color": garment["detected_color"],
+                          "hex": garment["detected_color_hex"], "outputs": files}))
+    finally:
+        studio.close()
+    return 0
+
+
+def _error(message: str) -> None:
+    print(f"resell-studio: error: {message}", file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runners = {"serve": run_serve, "segment": run_segment, "generate": run_generate}
+    try:
+        return runners[args.command](args)
+    except StudioError as error:
+        _error(str(error))
+    except KeyboardInterrupt:
+        _error("interrupted")
+    except OSError as error:
+        _error(f"{error.strerror or error}: {error.filename or ''}".rstrip(": "))
+    except Exception as error:  # noqa: BLE001 - the promise is one line, not a traceback
+        if os.environ.get("STUDIO_DEBUG"):
+            raise
+        _error(f"unexpected {type(error).__name__}: {error} (set STUDIO_DEBUG=1 for details)")
+    return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

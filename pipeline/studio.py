@@ -1,0 +1,403 @@
+"""The studio service: every action of the UI, the API and the command line, in one place.
+
+It runs the pipeline steps (ingest, cut-out, attributes, generation) and records each in storage. Methods
+take and return plain values (ids, strings, dicts) so the Gradio layer only has to wire them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline.attributes import color_from_hex, dominant_color, guess_category, parse_category
+from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
+from pipeline.generation import (
+    FILE_FORMATS,
+    GhostBackend,
+    OutputSpec,
+    encode_image,
+    parse_background,
+    parse_file_format,
+    plan_outputs,
+    spec_parameters,
+)
+from pipeline.ingest import ingest_bytes, ingest_file
+from pipeline.jobs import JobRunner, ProgressReporter
+from pipeline.model_cards import load_model_cards
+from pipeline.segmentation import describe_segmentation_backend, get_segmenter
+from pipeline.settings import Settings
+from storage import FileStore, RecordNotFound, StudioDatabase
+from storage.locks import DataDirLock
+
+log = logging.getLogger(__name__)
+
+GHOST_MODEL_ID = "ghost_01"
+DIFFUSION_UNAVAILABLE = ("On-model photos need the diffusion backend and its model weights, "
+                         "which this version of the studio does not include yet.")
+MAX_COLOR_NAME_LENGTH = 40
+IMAGE_CACHE_SIZE = 3
+
+
+class Studio:
+    """Owns the database, the file store and the job runner for one data directory."""
+
+    def __init__(self, settings: Settings, database: StudioDatabase, files: FileStore, runner: JobRunner,
+                 lock: DataDirLock | None = None):
+        self.settings = settings
+        self.lock = lock
+        self.database = database
+        self.files = files
+        self.runner = runner
+        self.ghost_backend = GhostBackend()
+        self.owner_id = database.ensure_local_user()["id"]
+        self._images: OrderedDict[str, Image.Image] = OrderedDict()
+        self._images_lock = threading.Lock()
+
+    @classmethod
+    def open(cls, settings: Settings, workers: int = 2) -> "Studio":
+        """Opens (creating or upgrading) the data directory, loads the model cards and recovers from a crash."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        database = StudioDatabase(settings.database_path)
+        database.sync_virtual_models(card.database_row() for card in load_model_cards(settings.model_cards_dir))
+        lock = DataDirLock(settings.data_dir)
+        studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(workers), lock)
+        if lock.acquired:  # otherwise another live studio process owns these jobs and files
+            studio.recover()
+        return studio
+
+    def close(self) -> None:
+        self.runner.shutdown(wait=True)
+        self.database.close()
+        if self.lock:
+            self.lock.release()
+
+    def recover(self) -> None:
+        """After a crash: jobs that were running are failed with a clear message, queued ones run again,
+        and files that no row points at (a write that never got recorded) are removed."""
+        interrupted = self.database.fail_interrupted_generations()
+        if interrupted:
+            log.warning("marked %d interrupted generation(s) as failed", len(interrupted))
+        for generation in self.database.generations_with_status("pending"):
+            self._submit(generation["id"])
+        removed = self.files.sweep(self.database.referenced_files())
+        if removed:
+            log.warning("removed %d orphan file(s) from the file store", len(removed))
+
+    # -- status -------------------------------------------------------------------------------
+
+    def backend_status(self) -> dict[str, str]:
+        return {"segmentation": describe_segmentation_backend(),
+                "generation": "Ghost photos: available (no weights needed). " + DIFFUSION_UNAVAILABLE}
+
+    def virtual_models(self) -> list[dict[str, Any]]:
+        models = []
+        for model in self.database.list_virtual_models():
+            available, reason = self._model_availability(model)
+            models.append({**model, "available": available, "unavailable_reason": reason})
+        return models
+
+    def _model_availability(self, model: dict[str, Any]) -> tuple[bool, str | None]:
+        if model["backend"] == self.ghost_backend.name:
+            return True, None
+        return False, DIFFUSION_UNAVAILABLE
+
+    # -- garments -----------------------------------------------------------------------------
+
+    def upload_garment(self, path: str | Path, filename: str | None = None, segment: bool = True,
+                       backend: str = "auto") -> dict[str, Any]:
+        """Validates and stores a photo, then cuts the garment out unless `segment` is false.
+
+        A refused photo raises InputError and leaves nothing stored."""
+        get_segmenter(backend)  # an unusable backend is refused before anything is stored
+        ingested = ingest_file(path)
+        relative = self.files.write("originals", ingested.original, ingested.extension)
+        try:
+            garment = self.database.create_garment(
+                self.owner_id, relative, ingested.image.width, ingested.image.height,
+                original_filename=_display_name(filename or Path(path).name),
+            )
+        except BaseException:
+            self.files.delete(relative)
+            raise
+        self._remember_image(garment["id"], ingested.image)
+        if segment:
+            return self.segment_garment(garment["id"], backend)
+        return self._public_garment(garment)
+
+    def segment_garment(self, garment_id: str, backend: str = "auto") -> dict[str, Any]:
+        """Cuts the garment out (again) and detects its colour and, if not yet set, its category.
+
+        A photo in which no garment can be found is recorded as `failed` with the reason, not raised."""
+        garment = self._garment(garment_id)
+        segmenter = get_segmenter(backend)
+        image = self._garment_image(garment)
+        try:
+            segmentation = segmenter.segment(image)
+        except SegmentationError as error:
+            return self._public_garment(self.database.update_garment(
+                garment_id, status="failed", error_message=str(error), segmentation_backend=segmenter.name))
+        mask_url = self.files.write("masks", _encode_mask(segmentation.mask), ".png")
+        color = dominant_color(image, segmentation.mask)
+        try:
+            updated = self.database.update_garment(
+                garment_id,
+                mask_image_url=mask_url,
+                segmentation_backend=segmentation.backend,
+                status="segmented",
+                error_message=None,
+                detected_color=color.name,
+                detected_color_hex=color.hex,
+                category=garment["category"] or guess_category(segmentation.mask),
+            )
+        except BaseException:
+            self.files.delete(mask_url)
+            raise
+        if garment["mask_image_url"]:
+            self.files.delete(garment["mask_image_url"])
+        return self._public_garment(updated)
+
+    def update_garment(self, garment_id: str, category: str | None = None, color_name: str | None = None,
+                       color_hex: str | None = None) -> dict[str, Any]:
+        """Stores the seller's corrections. Empty values leave a field as it is."""
+        self._garment(garment_id)
+        values: dict[str, Any] = {}
+        if category:
+            values["category"] = parse_category(category)
+        if color_hex:
+            named = color_from_hex(color_hex)
+            values.update(detected_color=named.name, detected_color_hex=named.hex)
+        if color_name and color_name.strip():
+            name = " ".join(color_name.split()).lower()
+            if len(name) > MAX_COLOR_NAME_LENGTH:
+                raise InputError(f"A colour name can be at most {MAX_COLOR_NAME_LENGTH} characters long.")
+            values["detected_color"] = name
+        if not values:
+            raise InputError("Nothing to change: give a category, a colour name or a colour hex such as #1f2a44.")
+        return self._public_garment(self.database.update_garment(garment_id, **values))
+
+    def get_garment(self, garment_id: str) -> dict[str, Any]:
+        return self._public_garment(self._garment(garment_id))
+
+    def list_garments(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        limit, offset = _page(limit, offset)
+        return [self._public_garment(row) for row in self.database.list_garments(self.owner_id, limit, offset)]
+
+    def garment_image(self, garment_id: str) -> Image.Image:
+        """The oriented RGB photo."""
+        return self._garment_image(self._garment(garment_id))
+
+    def garment_mask(self, garment_id: str) -> np.ndarray:
+        garment = self._garment(garment_id)
+        if not garment["mask_image_url"]:
+            raise InputError("This garment has no cut-out yet: segment it first.")
+        return _decode_mask(self.files.read(garment["mask_image_url"]))
+
+    # -- generations ----------------------------------------------------------------------------
+
+    def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: Sequence[str] = (),
+                 marketplaces: Sequence[str] = (), background: str = "white", file_format: str = "jpeg",
+                 wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
+        """Queues a generation job and returns it (pending), or the finished job when `wait` is true."""
+        garment = self._garment(garment_id)
+        if garment["status"] != "segmented":
+            reason = f" The cut-out failed: {garment['error_message']}" if garment["error_message"] else ""
+            raise InputError(f"This garment has no usable cut-out yet.{reason} Segment it again first.")
+        model = self._virtual_model(model_id)
+        available, reason = self._model_availability(model)
+        if not available:
+            raise BackendUnavailableError(f"{model['name']} ({model_id}) is unavailable: {reason}")
+        specs = plan_outputs(aspect_ratios, marketplaces)
+        parameters = {
+            "outputs": spec_parameters(specs),
+            "background": parse_background(background),
+            "file_format": parse_file_format(file_format),
+        }
+        generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
+                                                     parameters=parameters)
+        self._submit(generation["id"])
+        if wait:
+            self.runner.wait(generation["id"], timeout)
+        return self.get_generation(generation["id"])
+
+    def get_generation(self, generation_id: str) -> dict[str, Any]:
+        """The job with its outputs, and its progress while it runs."""
+        generation = self._generation(generation_id)
+        progress = self.runner.progress(generation_id)
+        return {
+            **generation,
+            "progress": progress.fraction if progress else (1.0 if generation["status"] == "completed" else 0.0),
+            "progress_message": progress.message if progress else generation["status"],
+            "outputs": self.database.list_outputs(generation_id),
+        }
+
+    def wait_for_generation(self, generation_id: str, timeout: float | None = None) -> dict[str, Any]:
+        self._generation(generation_id)
+        self.runner.wait(generation_id, timeout)
+        return self.get_generation(generation_id)
+
+    def list_generations(self, garment_id: str | None = None, limit: int = 50, offset: int = 0
+                         ) -> list[dict[str, Any]]:
+        if garment_id:
+            self._garment(garment_id)
+        limit, offset = _page(limit, offset)
+        return self.database.list_generations(self.owner_id, garment_id or None, limit, offset)
+
+    def _submit(self, generation_id: str) -> None:
+        self.runner.submit(generation_id, lambda report: self._run_generation(generation_id, report))
+
+    def _run_generation(self, generation_id: str, report: ProgressReporter) -> None:
+        generation = self.database.start_generation(generation_id)
+        written: list[str] = []
+        try:
+            garment = self.database.get_garment(generation["garment_id"])
+            parameters = generation["parameters"]
+            report(0.05, "Loading the garment")
+            image = self._garment_image(garment)
+            mask = _decode_mask(self.files.read(garment["mask_image_url"]))
+            specs = [OutputSpec(**spec) for spec in parameters["outputs"]]
+            rendered = self.ghost_backend.render(
+                image, mask, specs, parameters["background"],
+                progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message),
+            )
+            report(0.9, "Saving")
+            file_format = parameters["file_format"]
+            outputs = []
+            for output in rendered:
+                url = self.files.write("outputs", encode_image(output.image, file_format), FILE_FORMATS[file_format])
+                written.append(url)
+                outputs.append({"image_url": url, "image_index": 0, "aspect_ratio": output.spec.aspect_ratio,
+                                "marketplace": output.spec.marketplace, "width": output.image.width,
+                                "height": output.image.height})
+            self.database.complete_generation(generation_id, outputs)
+        except Exception as error:
+            for url in written:
+                self.files.delete(url)
+            message = str(error) if isinstance(error, StudioError) else _unexpected(error)
+            if not isinstance(error, StudioError):
+                log.exception("generation %s failed", generation_id)
+            self.database.fail_generation(generation_id, message)
+
+    # -- outputs --------------------------------------------------------------------------------
+
+    def get_output(self, output_id: str) -> dict[str, Any]:
+        return self._output(output_id)
+
+    def set_favorite(self, output_id: str, is_favorite: bool) -> dict[str, Any]:
+        self._output(output_id)
+        return self.database.set_favorite(output_id, is_favorite)
+
+    def download(self, output_id: str) -> tuple[Path, dict[str, Any]]:
+        """The output's file, counting the download."""
+        output = self._output(output_id)
+        path = self.files.path(output["image_url"])
+        if not path.is_file():
+            raise NotFoundError(f"The file of output {output_id} is missing from the data directory.")
+        return path, self.database.record_download(output_id)
+
+    def list_favorites(self, limit: int = 100) -> list[dict[str, Any]]:
+        return self.database.list_favorites(self.owner_id, _page(limit, 0)[0])
+
+    def file_path(self, relative: str) -> Path:
+        return self.files.path(relative)
+
+    # -- lookups that hide other owners' records ------------------------------------------------
+
+    def _garment(self, garment_id: str) -> dict[str, Any]:
+        try:
+            garment = self.database.get_garment(str(garment_id or ""))
+        except RecordNotFound:
+            garment = None
+        if garment is None or garment["owner_id"] != self.owner_id:
+            raise NotFoundError(f"No garment with id {garment_id!r}. List your garments to see their ids.")
+        return garment
+
+    def _generation(self, generation_id: str) -> dict[str, Any]:
+        try:
+            generation = self.database.get_generation(str(generation_id or ""))
+            self._garment(generation["garment_id"])
+        except (RecordNotFound, NotFoundError):
+            raise NotFoundError(f"No generation with id {generation_id!r}.") from None
+        return generation
+
+    def _output(self, output_id: str) -> dict[str, Any]:
+        try:
+            if self.database.output_owner(str(output_id or "")) != self.owner_id:
+                raise RecordNotFound("output_images", output_id)
+            return self.database.get_output(output_id)
+        except RecordNotFound:
+            raise NotFoundError(f"No output image with id {output_id!r}.") from None
+
+    def _virtual_model(self, model_id: str) -> dict[str, Any]:
+        try:
+            model = self.database.get_virtual_model(str(model_id or ""))
+        except RecordNotFound:
+            model = None
+        if model is None or not model["active"]:
+            choices = ", ".join(m["id"] for m in self.database.list_virtual_models())
+            raise NotFoundError(f"No virtual model {model_id!r}; choose one of {choices}.")
+        return model
+
+    # -- decoded images -------------------------------------------------------------------------
+
+    def _garment_image(self, garment: dict[str, Any]) -> Image.Image:
+        with self._images_lock:
+            image = self._images.get(garment["id"])
+            if image is not None:
+                self._images.move_to_end(garment["id"])
+                return image
+        image = ingest_bytes(self.files.read(garment["original_image_url"])).image
+        self._remember_image(garment["id"], image)
+        return image
+
+    def _remember_image(self, garment_id: str, image: Image.Image) -> None:
+        with self._images_lock:
+            self._images[garment_id] = image
+            while len(self._images) > IMAGE_CACHE_SIZE:
+                self._images.popitem(last=False)
+
+    @staticmethod
+    def _public_garment(garment: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in garment.items() if key != "owner_id"}
+
+
+def _encode_mask(mask: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    if not ok:
+        raise RuntimeError("could not encode the mask as PNG")
+    return encoded.tobytes()
+
+
+def _decode_mask(data: bytes) -> np.ndarray:
+    mask = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
+    if mask is None:
+        raise StudioError("The stored cut-out cannot be read; segment the garment again.")
+    return mask
+
+
+def _display_name(name: str) -> str:
+    """The uploaded file's name, for display only: no folders, no control characters, bounded length."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable())
+    return cleaned[:120] or "photo"
+
+
+def _page(limit: int, offset: int) -> tuple[int, int]:
+    try:
+        limit, offset = int(limit), int(offset)
+    except (TypeError, ValueError):
+        raise InputError("limit and offset must be whole numbers.") from None
+    if not 1 <= limit <= 500 or offset < 0:
+        raise InputError("limit must be between 1 and 500 and offset at least 0.")
+    return limit, offset
+
+
+def _unexpected(error: BaseException) -> str:
+    return f"Unexpected error ({type(error).__name__}: {error}). The job was not saved; try again."

@@ -1,0 +1,330 @@
+"""The studio's SQLite database, through sqlite-utils.
+
+One file, WAL mode, foreign keys on. Each thread gets its own connection (Gradio runs handlers on worker
+threads and sqlite3 connections must not cross threads); writes in this process are serialised by a lock
+so that they never fight for SQLite's write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database
+
+from storage.schema import migrations
+
+LOCAL_USER_EMAIL = "local@resell.studio"
+INTERRUPTED_JOB_MESSAGE = "The studio stopped while this job was running. Nothing was saved; run it again."
+
+JSON_COLUMNS = {"style_tags", "parameters", "model_ids"}
+
+
+class RecordNotFound(KeyError):
+    """No row with that id (or not one the caller may see)."""
+
+    def __init__(self, table: str, record_id: str):
+        super().__init__(f"{table}:{record_id}")
+        self.table = table
+        self.record_id = record_id
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    return {key: json.loads(value) if key in JSON_COLUMNS and isinstance(value, str) else value
+            for key, value in row.items()}
+
+
+def _encode(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: json.dumps(value) if key in JSON_COLUMNS and not isinstance(value, str) else value
+            for key, value in values.items()}
+
+
+class StudioDatabase:
+    """Schema, connections and the queries the studio makes."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._connections: list[sqlite3.Connection] = []
+        self.db.execute("PRAGMA journal_mode=WAL")
+        with self._write_lock:
+            migrations.apply(self.db)
+
+    # -- connections -------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """This thread's sqlite-utils Database."""
+        database = getattr(self._local, "database", None)
+        if database is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=True)
+            conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            database = Database(conn)
+            self._local.database = database
+            with self._write_lock:
+                self._connections.append(conn)
+        return database
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A write transaction: all of it is stored, or none of it."""
+        with self._write_lock:
+            db = self.db
+            with db.atomic():
+                yield db
+
+    def close(self) -> None:
+        """Closes every thread's connection; the object must not be used afterwards."""
+        with self._write_lock:
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except sqlite3.ProgrammingError:
+                    pass  # created in a thread that has ended; sqlite closes it with the thread
+            self._connections.clear()
+        self._local = threading.local()
+
+    def integrity_check(self) -> str:
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0]
+
+    # -- generic helpers ---------------------------------------------------------------------
+
+    def _get(self, table: str, record_id: str) -> dict[str, Any]:
+        rows = list(self.db.query(f"SELECT * FROM [{table}] WHERE id = ?", [record_id]))
+        if not rows:
+            raise RecordNotFound(table, record_id)
+        return _decode(rows[0])
+
+    def _update(self, table: str, record_id: str, values: dict[str, Any]) -> dict[str, Any]:
+        with self.transaction() as db:
+            if not db[table].count_where("id = ?", [record_id]):
+                raise RecordNotFound(table, record_id)
+            db[table].update(record_id, _encode(values))
+        return self._get(table, record_id)
+
+    # -- virtual models and users ------------------------------------------------------------
+
+    def sync_virtual_models(self, models: Iterable[dict[str, Any]]) -> None:
+        """Upserts the given cards and marks every other stored model inactive (rows stay for history)."""
+        models = list(models)
+        with self.transaction() as db:
+            db.execute("UPDATE virtual_models SET active = 0")
+            for model in models:
+                db["virtual_models"].upsert(_encode({**model, "active": 1}), pk="id")
+
+    def list_virtual_models(self, include_inactive: bool = False) -> list[dict[str, Any]]:
+        where = "" if include_inactive else "WHERE active = 1"
+        return [_decode(row) for row in self.db.query(f"SELECT * FROM virtual_models {where} ORDER BY id")]
+
+    def get_virtual_model(self, model_id: str) -> dict[str, Any]:
+        return self._get("virtual_models", model_id)
+
+    def ensure_local_user(self) -> dict[str, Any]:
+        """The single user that owns everything until accounts exist."""
+        with self.transaction() as db:
+            rows = list(db.query("SELECT id FROM users WHERE email = ?", [LOCAL_USER_EMAIL]))
+            if rows:
+                return self._get("users", rows[0]["id"])
+            user_id = new_id()
+            db["users"].insert({
+                "id": user_id,
+                "email": LOCAL_USER_EMAIL,
+                "password_hash": None,
+                "subscription_plan": "free",
+                "preferred_model_id": None,
+                "created_at": utc_now(),
+            })
+        return self._get("users", user_id)
+
+    # -- garments ----------------------------------------------------------------------------
+
+    def create_garment(self, owner_id: str, original_image_url: str, width: int, height: int,
+                       original_filename: str | None = None) -> dict[str, Any]:
+        garment_id = new_id()
+        with self.transaction() as db:
+            db["garments"].insert({
+                "id": garment_id,
+                "owner_id": owner_id,
+                "original_image_url": original_image_url,
+                "original_filename": original_filename,
+                "width": width,
+                "height": height,
+                "status": "uploaded",
+                "created_at": utc_now(),
+            })
+        return self.get_garment(garment_id)
+
+    def get_garment(self, garment_id: str) -> dict[str, Any]:
+        return self._get("garments", garment_id)
+
+    def update_garment(self, garment_id: str, **values: Any) -> dict[str, Any]:
+        return self._update("garments", garment_id, values)
+
+    def list_garments(self, owner_id: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT * FROM garments WHERE owner_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+            [owner_id, limit, offset],
+        )
+        return [_decode(row) for row in rows]
+
+    # -- generations ---------------------------------------------------------------------------
+
+    def create_generation(self, garment_id: str, target_model_id: str, backend: str, *,
+                          parameters: dict[str, Any], prompt_used: str | None = None,
+                          negative_prompt: str | None = None, batch_size: int = 1, seed: int | None = None,
+                          model_ids: dict[str, Any] | None = None) -> dict[str, Any]:
+        generation_id = new_id()
+        with self.transaction() as db:
+            db["generations"].insert(_encode({
+                "id": generation_id,
+                "garment_id": garment_id,
+                "target_model_id": target_model_id,
+                "status": "pending",
+                "prompt_used": prompt_used,
+                "negative_prompt": negative_prompt,
+                "batch_size": batch_size,
+                "seed": seed,
+                "parameters": parameters,
+                "backend": backend,
+                "model_ids": model_ids or {},
+                "created_at": utc_now(),
+            }))
+        return self.get_generation(generation_id)
+
+    def get_generation(self, generation_id: str) -> dict[str, Any]:
+        return self._get("generations", generation_id)
+
+    def list_generations(self, owner_id: str, garment_id: str | None = None,
+                         limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        sql = ("SELECT generations.* FROM generations JOIN garments ON garments.id = generations.garment_id "
+               "WHERE garments.owner_id = ?")
+        params: list[Any] = [owner_id]
+        if garment_id is not None:
+            sql += " AND generations.garment_id = ?"
+            params.append(garment_id)
+        sql += " ORDER BY generations.created_at DESC, generations.id LIMIT ? OFFSET ?"
+        return [_decode(row) for row in self.db.query(sql, params + [limit, offset])]
+
+    def generations_with_status(self, *statuses: str) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in statuses)
+        rows = self.db.query(f"SELECT * FROM generations WHERE status IN ({marks}) ORDER BY created_at", statuses)
+        return [_decode(row) for row in rows]
+
+    def start_generation(self, generation_id: str) -> dict[str, Any]:
+        """pending -> processing. Refuses any other starting state, so a job cannot run twice."""
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE generations SET status = 'processing', started_at = ? WHERE id = ? AND status = 'pending'",
+                [utc_now(), generation_id],
+            )
+            if cursor.rowcount != 1:
+                raise ValueError(f"generation {generation_id} is not pending")
+        return self.get_generation(generation_id)
+
+    def complete_generation(self, generation_id: str, outputs: list[dict[str, Any]]) -> dict[str, Any]:
+        """processing -> completed, with all of its output rows, in one transaction."""
+        now = utc_now()
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE generations SET status = 'completed', completed_at = ?, error_message = NULL "
+                "WHERE id = ? AND status = 'processing'",
+                [now, generation_id],
+            )
+            if cursor.rowcount != 1:
+                raise ValueError(f"generation {generation_id} is not processing")
+            db["output_images"].insert_all(
+                {"id": new_id(), "generation_id": generation_id, "created_at": now, **output} for output in outputs
+            )
+        return self.get_generation(generation_id)
+
+    def fail_generation(self, generation_id: str, message: str) -> dict[str, Any]:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE generations SET status = 'failed', error_message = ?, completed_at = ? "
+                "WHERE id = ? AND status IN ('pending', 'processing')",
+                [message, utc_now(), generation_id],
+            )
+        return self.get_generation(generation_id)
+
+    def fail_interrupted_generations(self, message: str = INTERRUPTED_JOB_MESSAGE) -> list[str]:
+        """Marks every job left `processing` (by a crash) as failed; returns their ids."""
+        with self.transaction() as db:
+            ids = [row["id"] for row in db.query("SELECT id FROM generations WHERE status = 'processing'")]
+            db.execute(
+                "UPDATE generations SET status = 'failed', error_message = ?, completed_at = ? "
+                "WHERE status = 'processing'",
+                [message, utc_now()],
+            )
+        return ids
+
+    # -- output images -------------------------------------------------------------------------
+
+    def list_outputs(self, generation_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT * FROM output_images WHERE generation_id = ? ORDER BY image_index, rowid", [generation_id]
+        )
+        return [dict(row) for row in rows]
+
+    def get_output(self, output_id: str) -> dict[str, Any]:
+        return self._get("output_images", output_id)
+
+    def output_owner(self, output_id: str) -> str:
+        rows = list(self.db.query(
+            "SELECT garments.owner_id FROM output_images "
+            "JOIN generations ON generations.id = output_images.generation_id "
+            "JOIN garments ON garments.id = generations.garment_id WHERE output_images.id = ?",
+            [output_id],
+        ))
+        if not rows:
+            raise RecordNotFound("output_images", output_id)
+        return rows[0]["owner_id"]
+
+    def set_favorite(self, output_id: str, is_favorite: bool) -> dict[str, Any]:
+        return self._update("output_images", output_id, {"is_favorite": int(bool(is_favorite))})
+
+    def record_download(self, output_id: str) -> dict[str, Any]:
+        with self.transaction() as db:
+            cursor = db.execute(
+                "UPDATE output_images SET download_count = download_count + 1 WHERE id = ?", [output_id]
+            )
+            if cursor.rowcount != 1:
+                raise RecordNotFound("output_images", output_id)
+        return self.get_output(output_id)
+
+    def list_favorites(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.query(
+            "SELECT output_images.* FROM output_images "
+            "JOIN generations ON generations.id = output_images.generation_id "
+            "JOIN garments ON garments.id = generations.garment_id "
+            "WHERE output_images.is_favorite = 1 AND garments.owner_id = ? "
+            "ORDER BY output_images.created_at DESC LIMIT ?",
+            [owner_id, limit],
+        )
+        return [dict(row) for row in rows]
+
+    def referenced_files(self) -> set[str]:
+        """Every file path the database points at."""
+        sql = ("SELECT original_image_url AS url FROM garments UNION SELECT mask_image_url FROM garments "
+               "UNION SELECT image_url FROM output_images")
+        return {row["url"] for row in self.db.query(sql) if row["url"]}

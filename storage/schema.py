@@ -1,0 +1,103 @@
+"""The database schema, created and upgraded by sqlite-utils `Migrations`.
+
+Tables follow the seed's data model (users, garments, generations, output_images, virtual_models).
+Enum columns are checked by the database itself, from the tuples below.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+SUBSCRIPTION_PLANS = ("free", "pro", "enterprise")
+GARMENT_CATEGORIES = ("top", "bottom", "dress", "outerwear")
+GARMENT_STATUSES = ("uploaded", "segmented", "failed")
+GENERATION_STATUSES = ("pending", "processing", "completed", "failed")
+ASPECT_RATIOS = ("1:1", "4:5", "3:4")
+MODEL_KINDS = ("ghost", "persona")
+
+migrations = Migrations("resell-studio")
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    quoted = ", ".join(f"'{value}'" for value in values)
+    return f"CHECK ({column} IN ({quoted}))"
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.execute(f"""
+        CREATE TABLE virtual_models (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL {_one_of("kind", MODEL_KINDS)},
+            gender TEXT,
+            body_type TEXT,
+            ethnicity TEXT,
+            style_tags TEXT NOT NULL DEFAULT '[]',
+            backend TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1 CHECK (active IN (0, 1))
+        )""")
+    db.execute(f"""
+        CREATE TABLE users (
+            id TEXT PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE COLLATE NOCASE,
+            password_hash TEXT,
+            subscription_plan TEXT NOT NULL DEFAULT 'free' {_one_of("subscription_plan", SUBSCRIPTION_PLANS)},
+            preferred_model_id TEXT REFERENCES virtual_models(id) ON DELETE SET NULL,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute(f"""
+        CREATE TABLE garments (
+            id TEXT PRIMARY KEY,
+            owner_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            original_image_url TEXT NOT NULL,
+            original_filename TEXT,
+            width INTEGER NOT NULL CHECK (width > 0),
+            height INTEGER NOT NULL CHECK (height > 0),
+            category TEXT {_one_of("category", GARMENT_CATEGORIES)},
+            detected_color TEXT,
+            detected_color_hex TEXT CHECK (detected_color_hex GLOB '#[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'),
+            mask_image_url TEXT,
+            segmentation_backend TEXT,
+            status TEXT NOT NULL DEFAULT 'uploaded' {_one_of("status", GARMENT_STATUSES)},
+            error_message TEXT,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX garments_by_owner ON garments (owner_id, created_at)")
+    db.execute(f"""
+        CREATE TABLE generations (
+            id TEXT PRIMARY KEY,
+            garment_id TEXT NOT NULL REFERENCES garments(id) ON DELETE CASCADE,
+            target_model_id TEXT NOT NULL REFERENCES virtual_models(id),
+            status TEXT NOT NULL DEFAULT 'pending' {_one_of("status", GENERATION_STATUSES)},
+            prompt_used TEXT,
+            negative_prompt TEXT,
+            batch_size INTEGER NOT NULL DEFAULT 1 CHECK (batch_size >= 1),
+            seed INTEGER,
+            parameters TEXT NOT NULL DEFAULT '{{}}',
+            backend TEXT NOT NULL,
+            model_ids TEXT NOT NULL DEFAULT '{{}}',
+            error_message TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            completed_at TEXT
+        )""")
+    db.execute("CREATE INDEX generations_by_garment ON generations (garment_id, created_at)")
+    db.execute("CREATE INDEX generations_by_status ON generations (status)")
+    db.execute(f"""
+        CREATE TABLE output_images (
+            id TEXT PRIMARY KEY,
+            generation_id TEXT NOT NULL REFERENCES generations(id) ON DELETE CASCADE,
+            image_url TEXT NOT NULL,
+            image_index INTEGER NOT NULL DEFAULT 0,
+            aspect_ratio TEXT NOT NULL {_one_of("aspect_ratio", ASPECT_RATIOS)},
+            marketplace TEXT,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            is_favorite INTEGER NOT NULL DEFAULT 0 CHECK (is_favorite IN (0, 1)),
+            download_count INTEGER NOT NULL DEFAULT 0 CHECK (download_count >= 0),
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX output_images_by_generation ON output_images (generation_id, image_index)")
+    db.execute("CREATE INDEX output_images_favorites ON output_images (generation_id) WHERE is_favorite = 1")

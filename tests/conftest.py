@@ -1,0 +1,64 @@
+"""Shared fixtures: real data directories, real image files, a real studio."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from pipeline.settings import Settings  # noqa: E402
+
+
+def tshirt_polygon(width: int, height: int) -> list[tuple[float, float]]:
+    """A T-shirt outline filling the middle of a width x height frame."""
+    points = [(0.38, 0.18), (0.62, 0.18), (0.80, 0.26), (0.88, 0.42), (0.75, 0.46), (0.70, 0.40), (0.70, 0.82),
+              (0.30, 0.82), (0.30, 0.40), (0.25, 0.46), (0.12, 0.42), (0.20, 0.26)]
+    return [(x * width, y * height) for x, y in points]
+
+
+def garment_photo(size: tuple[int, int] = (600, 800), garment_rgb: tuple[int, int, int] = (31, 42, 68),
+                  seed: int = 0) -> tuple[Image.Image, np.ndarray]:
+    """A navy T-shirt on a light wood-like floor with noise, and its true mask (bool)."""
+    width, height = size
+    rng = np.random.default_rng(seed)
+    rows = np.arange(height)[:, None]
+    planks = 200 + 18 * np.sin(rows / max(1, height / 40)) + rng.normal(0, 6, (height, width))
+    floor = np.stack([planks, planks * 0.85, planks * 0.65], axis=-1).clip(0, 255).astype(np.uint8)
+    truth = Image.new("L", size, 0)
+    ImageDraw.Draw(truth).polygon(tshirt_polygon(width, height), fill=255)
+    mask = np.asarray(truth) > 0
+    cloth = np.array(garment_rgb, dtype=float) + rng.normal(0, 4, (height, width, 3))
+    pixels = np.where(mask[..., None], cloth.clip(0, 255).astype(np.uint8), floor)
+    return Image.fromarray(pixels), mask
+
+
+@pytest.fixture
+def photo_path(tmp_path: Path) -> Path:
+    image, _ = garment_photo()
+    path = tmp_path / "navy tee.jpg"
+    image.save(path, quality=92)
+    return path
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings.from_env(tmp_path / "data")
+
+
+@pytest.fixture
+def studio(settings: Settings):
+    from pipeline.studio import Studio
+
+    studio = Studio.open(settings)
+    yield studio
+    studio.close()
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file())
