@@ -1,0 +1,218 @@
+"""The studio service through a real data directory: database file, image files, jobs."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.errors import BackendUnavailableError, InputError, NotFoundError
+from pipeline.presets import MARKETPLACES
+from pipeline.studio import Studio
+from storage.database import INTERRUPTED_JOB_MESSAGE
+
+from conftest import files_under, garment_photo
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / (a | b).sum())
+
+
+def test_upload_stores_the_original_and_a_cut_out(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    assert garment["status"] == "segmented" and garment["error_message"] is None
+    assert garment["original_filename"] == "navy tee.jpg"
+    assert garment["segmentation_backend"] == "classic"
+    stored = studio.file_path(garment["original_image_url"])
+    assert stored.read_bytes() == photo_path.read_bytes()
+    assert "navy" not in stored.name  # named by id, never after the upload
+    mask = np.asarray(Image.open(studio.file_path(garment["mask_image_url"])))
+    assert mask.shape == (800, 600) and set(np.unique(mask)) <= {0, 255}
+    _, truth = garment_photo()
+    assert iou(mask > 0, truth) > 0.9
+    assert garment["detected_color"] == "navy"
+    assert garment["category"] == "top"
+    assert not garment["original_image_url"].startswith("/")
+
+
+def test_a_refused_upload_stores_nothing(studio, tmp_path, settings):
+    bad = tmp_path / "not-a-photo.jpg"
+    bad.write_text("hello")
+    before = files_under(settings.files_dir)
+    with pytest.raises(InputError):
+        studio.upload_garment(bad)
+    assert studio.list_garments() == []
+    assert files_under(settings.files_dir) == before
+
+
+def test_a_photo_without_a_garment_is_recorded_as_failed(studio, tmp_path):
+    blank = tmp_path / "wall.png"
+    Image.new("RGB", (640, 480), (200, 200, 200)).save(blank)
+    garment = studio.upload_garment(blank)
+    assert garment["status"] == "failed"
+    assert "garment" in garment["error_message"].lower()
+    assert garment["mask_image_url"] is None
+    with pytest.raises(InputError, match="no usable cut-out"):
+        studio.generate(garment["id"])
+
+
+def test_seller_corrections_are_stored(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    updated = studio.update_garment(garment["id"], category="outerwear", color_name="Midnight  Navy")
+    assert (updated["category"], updated["detected_color"]) == ("outerwear", "midnight navy")
+    updated = studio.update_garment(garment["id"], color_hex="#800020")
+    assert updated["detected_color_hex"] == "#800020" and updated["detected_color"] == "burgundy"
+    with pytest.raises(InputError, match="top"):
+        studio.update_garment(garment["id"], category="shoes")
+    with pytest.raises(InputError):
+        studio.update_garment(garment["id"], color_hex="navy")
+    with pytest.raises(InputError, match="Nothing to change"):
+        studio.update_garment(garment["id"])
+    assert studio.segment_garment(garment["id"])["category"] == "outerwear"  # a correction survives re-cutting
+
+
+def test_ghost_generation_makes_every_requested_shape(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    job = studio.generate(garment["id"], "ghost_01", aspect_ratios=["1:1", "4:5", "3:4"],
+                          marketplaces=["ebay", "depop", "vinted"], wait=True)
+    assert job["status"] == "completed", job["error_message"]
+    assert job["started_at"] and job["completed_at"] and job["backend"] == "ghost"
+    assert job["parameters"]["background"] == "white" and job["parameters"]["file_format"] == "jpeg"
+    outputs = {(o["marketplace"] or o["aspect_ratio"]): o for o in job["outputs"]}
+    assert set(outputs) == {"1:1", "4:5", "3:4", "ebay", "depop", "vinted"}
+    for key in ("ebay", "depop", "vinted"):
+        preset = MARKETPLACES[key]
+        with Image.open(studio.file_path(outputs[key]["image_url"])) as image:
+            assert image.size == (preset.width, preset.height) and image.format == "JPEG"
+    for ratio, (w, h) in {"1:1": (1, 1), "4:5": (4, 5), "3:4": (3, 4)}.items():
+        output = outputs[ratio]
+        assert output["width"] * h == output["height"] * w
+    with Image.open(studio.file_path(outputs["ebay"]["image_url"])) as image:
+        corner = image.getpixel((5, 5))
+    assert all(channel >= 250 for channel in corner)
+
+
+def test_png_output_and_background_choice(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    job = studio.generate(garment["id"], aspect_ratios=["1:1"], background="black", file_format="png", wait=True)
+    with Image.open(studio.file_path(job["outputs"][0]["image_url"])) as image:
+        assert image.format == "PNG"
+        assert max(image.convert("RGB").getpixel((3, 3))) <= 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"aspect_ratios": ["16:9"]}, "1:1"),
+    ({"marketplaces": ["amazon"]}, "ebay"),
+    ({"background": "plaid"}, "white"),
+    ({"file_format": "gif"}, "jpeg"),
+])
+def test_bad_generation_parameters_are_explained_and_store_nothing(studio, photo_path, kwargs, message):
+    garment = studio.upload_garment(photo_path)
+    with pytest.raises(InputError, match=message):
+        studio.generate(garment["id"], **kwargs)
+    assert studio.list_generations(garment["id"]) == []
+
+
+def test_persona_models_need_the_diffusion_backend(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    models = {m["id"]: m for m in studio.virtual_models()}
+    assert {"mod_01", "mod_02", "ghost_01"} <= set(models)
+    assert models["ghost_01"]["available"] and not models["mod_01"]["available"]
+    assert "diffusion" in models["mod_01"]["unavailable_reason"]
+    with pytest.raises(BackendUnavailableError, match="Sienna"):
+        studio.generate(garment["id"], "mod_01")
+    with pytest.raises(NotFoundError, match="ghost_01"):
+        studio.generate(garment["id"], "mod_99")
+
+
+def test_unknown_ids_are_not_found(studio):
+    for call in (lambda: studio.get_garment("nope"), lambda: studio.get_generation("nope"),
+                 lambda: studio.set_favorite("nope", True), lambda: studio.download("nope"),
+                 lambda: studio.generate("nope")):
+        with pytest.raises(NotFoundError):
+            call()
+
+
+def test_another_model_reuses_the_stored_mask(studio, photo_path, monkeypatch):
+    garment = studio.upload_garment(photo_path)
+    first = studio.generate(garment["id"], aspect_ratios=["1:1"], wait=True)
+
+    def must_not_segment(*args, **kwargs):
+        raise AssertionError("the stored mask should be reused")
+
+    monkeypatch.setattr("pipeline.segmentation.cut_out", must_not_segment)
+    second = studio.generate(garment["id"], aspect_ratios=["4:5"], background="light grey", wait=True)
+    assert second["status"] == "completed"
+    assert studio.get_garment(garment["id"])["mask_image_url"] == garment["mask_image_url"]
+    assert first["id"] != second["id"]
+    assert [g["id"] for g in studio.list_generations(garment["id"])] == [second["id"], first["id"]]
+
+
+def test_favourite_and_download_are_counted(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    output = studio.generate(garment["id"], aspect_ratios=["1:1"], wait=True)["outputs"][0]
+    assert studio.set_favorite(output["id"], True)["is_favorite"] == 1
+    path, after = studio.download(output["id"])
+    assert path.is_file() and after["download_count"] == 1
+    assert [o["id"] for o in studio.list_favorites()] == [output["id"]]
+
+
+def test_a_failing_job_is_failed_with_a_message_and_leaves_no_files(studio, photo_path, settings):
+    garment = studio.upload_garment(photo_path)
+    os.remove(studio.file_path(garment["mask_image_url"]))
+    outputs_before = files_under(settings.files_dir / "outputs")
+    job = studio.generate(garment["id"], wait=True)
+    assert job["status"] == "failed" and job["error_message"]
+    assert job["outputs"] == []
+    assert files_under(settings.files_dir / "outputs") == outputs_before
+
+
+def test_jobs_do_not_block_the_caller(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    job = studio.generate(garment["id"])
+    assert job["status"] in ("pending", "processing", "completed")
+    finished = studio.wait_for_generation(job["id"], timeout=60)
+    assert finished["status"] == "completed" and finished["progress"] == 1.0
+
+
+def test_restart_recovers_interrupted_and_queued_jobs(settings, photo_path):
+    studio = Studio.open(settings)
+    garment = studio.upload_garment(photo_path)
+    # What a crash leaves: one job mid-run, one still queued, and a file written but never recorded.
+    interrupted = studio.database.create_generation(garment["id"], "ghost_01", "ghost", parameters={})
+    studio.database.start_generation(interrupted["id"])
+    queued = studio.database.create_generation(
+        garment["id"], "ghost_01", "ghost",
+        parameters={"outputs": [{"aspect_ratio": "1:1", "marketplace": None, "width": None, "height": None}],
+                    "background": "white", "file_format": "jpeg"})
+    orphan = studio.files.write("outputs", b"half a job", ".jpg")
+    an_hour_ago = time.time() - 3600
+    os.utime(studio.file_path(orphan), (an_hour_ago, an_hour_ago))
+    studio.close()
+
+    restarted = Studio.open(settings)
+    try:
+        failed = restarted.get_generation(interrupted["id"])
+        assert failed["status"] == "failed" and failed["error_message"] == INTERRUPTED_JOB_MESSAGE
+        rerun = restarted.wait_for_generation(queued["id"], timeout=60)
+        assert rerun["status"] == "completed" and len(rerun["outputs"]) == 1
+        assert not restarted.files.exists(orphan)
+        assert [g["id"] for g in restarted.list_garments()] == [garment["id"]]
+    finally:
+        restarted.close()
+
+
+def test_a_second_process_on_the_same_data_dir_does_not_recover(settings, photo_path):
+    owner = Studio.open(settings)
+    garment = owner.upload_garment(photo_path)
+    running = owner.database.create_generation(garment["id"], "ghost_01", "ghost", parameters={})
+    owner.database.start_generation(running["id"])
+    guest = Studio.open(settings)
+    try:
+        assert guest.get_generation(running["id"])["status"] == "processing"
+    finally:
+        guest.close()
+        owner.close()
