@@ -1,0 +1,251 @@
+"""Classical garment cut-out: a binary mask of the garment in a phone or product photo, no model weights.
+
+The heavy work runs on a copy whose long side is WORK_SIDE pixels:
+1. a background model from the border of the photo: clusters of Lab colour plus local texture, without the
+   clusters that are denser in the centre than on the border (the garment touching an edge),
+2. a per-pixel "unlike the background" score: Mahalanobis distance to the nearest background cluster,
+3. cv2.grabCut initialised from that score,
+4. clean-up: the main component(s), an opening sized to the garment, hanger hooks sticking up above the
+   garment removed, enclosed holes filled unless they look like the background.
+The mask is then upsampled and its edge re-thresholded at full size.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from pipeline.errors import SegmentationError
+
+WORK_SIDE = 320
+BORDER_FRACTION = 0.04
+BORDER_CLUSTERS = 6
+GRABCUT_ITERATIONS = 2
+GARMENT_DENSITY_RATIO = 1.0
+MAX_BORDER_SAMPLES = 4000
+MIN_COLOUR_SIGMA = 1.0
+TEXTURE_WEIGHT = 0.5
+BACKGROUND_SIGMAS = 3.0
+MIN_FOREGROUND_SIGMAS = 2.5
+MAX_FOREGROUND_SIGMAS = 6.0
+BORDER_PERCENTILE = 99.0
+SPREAD_FACTOR = 1.3
+SMALL_HOLE_FRACTION = 0.01
+OPENING_FRACTION = 0.03
+HOOK_FRACTION = 0.08
+SURE_FACTOR = 2.0
+MIN_AREA_FRACTION = 0.02
+MAX_AREA_FRACTION = 0.97
+EDGE_SOFTNESS = 0.8
+
+NO_GARMENT_MESSAGE = (
+    "No garment found: photograph the garment on a plain surface that contrasts with it, "
+    "with some background visible around it."
+)
+
+
+def cut_out(image: Image.Image) -> np.ndarray:
+    """Binary garment mask of an RGB photo: uint8 array shaped (height, width) of the image, 255 = garment, 0 = background."""
+    width, height = image.size
+    small = _downscale(image.convert("RGB") if image.mode != "RGB" else image, WORK_SIDE)
+    return _upscale_mask(segment_small(small), (height, width))
+
+
+def segment_small(rgb: np.ndarray) -> np.ndarray:
+    """Garment mask (uint8 0/255) of an RGB image already at working size."""
+    if float(rgb.std()) < 2.0:
+        raise SegmentationError(NO_GARMENT_MESSAGE)
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    border = _border_band(rgb.shape[:2])
+    distance, background_border = _background_distance(lab, border)
+    threshold = _foreground_threshold(distance, background_border)
+    grab = _grabcut(rgb, distance, threshold, background_border)
+    mask = _clean(grab, distance < threshold)
+    _check_plausible(mask)
+    return mask
+
+
+def _downscale(image: Image.Image, side: int) -> np.ndarray:
+    width, height = image.size
+    scale = side / max(height, width)
+    if scale >= 1.0:
+        return np.array(image)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return np.asarray(image.resize(size, Image.Resampling.BOX, reducing_gap=2.0))
+
+
+def _border_band(shape: tuple[int, int]) -> np.ndarray:
+    height, width = shape
+    band = max(3, int(round(BORDER_FRACTION * min(height, width))))
+    border = np.zeros(shape, bool)
+    border[:band] = border[-band:] = True
+    border[:, :band] = border[:, -band:] = True
+    return border
+
+
+def _local_std(channel: np.ndarray, size: int) -> np.ndarray:
+    mean = cv2.blur(channel, (size, size))
+    mean_sq = cv2.blur(channel * channel, (size, size))
+    return np.sqrt(np.maximum(mean_sq - mean * mean, 0.0))
+
+
+def _pixel_features(lab: np.ndarray) -> np.ndarray:
+    texture = _local_std(lab[:, :, 0], 7)[:, :, None]
+    return np.concatenate([lab, texture * TEXTURE_WEIGHT], axis=2)
+
+
+def _fit_border_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters of the border pixels (k-means, then each cluster's covariance): means, inverse covariances, shares."""
+    rng = np.random.default_rng(0)
+    if len(samples) > MAX_BORDER_SAMPLES:
+        samples = samples[rng.choice(len(samples), MAX_BORDER_SAMPLES, replace=False)]
+    clusters = min(BORDER_CLUSTERS, len(samples))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)
+    _, labels, means = cv2.kmeans(samples, clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    labels = labels.ravel()
+    floor = np.eye(samples.shape[1]) * MIN_COLOUR_SIGMA**2
+    inverses, shares = [], []
+    for index in range(clusters):
+        members = samples[labels == index].astype(np.float64)
+        covariance = np.cov(members, rowvar=False) if len(members) > samples.shape[1] else np.zeros_like(floor)
+        inverses.append(np.linalg.inv(covariance + floor))
+        shares.append(len(members) / len(samples))
+    return means, np.stack(inverses).astype(np.float32), np.array(shares)
+
+
+def _mahalanobis(features: np.ndarray, mean: np.ndarray, inverse: np.ndarray) -> np.ndarray:
+    centred = features - mean
+    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, inverse, centred), 0.0))
+
+
+def _background_distance(lab: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mahalanobis distance of each pixel to the nearest background cluster of the border pixels (Lab colour plus
+    texture), and which border pixels are background-like."""
+    features = _pixel_features(lab)
+    flat = features.reshape(-1, features.shape[2]).astype(np.float32)
+    means, inverses, _ = _fit_border_model(flat[border.ravel()])
+    distances = np.stack([_mahalanobis(flat, mean, inverse) for mean, inverse in zip(means, inverses)])
+    distances = distances.reshape(len(means), *lab.shape[:2])
+    keep = _background_clusters(distances, border)
+    distance = distances[keep].min(axis=0)
+    return distance, border & (distance < BACKGROUND_SIGMAS)
+
+
+def _background_clusters(distances: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """Which border clusters are background: a cluster denser in the centre of the photo than on its border is the
+    garment touching an edge (garments are centred), not background."""
+    height, width = border.shape
+    centre = np.zeros_like(border)
+    centre[height // 4 : height - height // 4, width // 4 : width - width // 4] = True
+    nearest = distances.argmin(axis=0)
+    matched = distances.min(axis=0) < BACKGROUND_SIGMAS
+    ratios = []
+    for index in range(len(distances)):
+        members = matched & (nearest == index)
+        border_density = np.count_nonzero(members & border) / np.count_nonzero(border)
+        centre_density = np.count_nonzero(members & centre) / np.count_nonzero(centre)
+        ratios.append(centre_density / max(border_density, 1e-6))
+    ratios = np.array(ratios)
+    keep = ratios < GARMENT_DENSITY_RATIO
+    keep[ratios.argmin()] = True
+    return keep
+
+
+def _foreground_threshold(distance: np.ndarray, border: np.ndarray) -> float:
+    """Distance beyond which a pixel is unlike the background: just past the spread of the border's background
+    pixels, kept within sane limits (a white top on a white studio background is only a few sigmas away)."""
+    spread = float(np.percentile(distance[border], BORDER_PERCENTILE)) if border.any() else MAX_FOREGROUND_SIGMAS
+    return float(np.clip(spread * SPREAD_FACTOR, MIN_FOREGROUND_SIGMAS, MAX_FOREGROUND_SIGMAS))
+
+
+def _grabcut(rgb: np.ndarray, distance: np.ndarray, threshold: float, border: np.ndarray) -> np.ndarray:
+    mask = np.where(distance > threshold, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    sure = cv2.erode((distance > threshold * SURE_FACTOR).astype(np.uint8), np.ones((5, 5), np.uint8))
+    mask[sure > 0] = cv2.GC_FGD
+    mask[border] = cv2.GC_BGD
+    if not (mask == cv2.GC_PR_FGD).any():
+        raise SegmentationError(NO_GARMENT_MESSAGE)
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    try:
+        cv2.grabCut(bgr, mask, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    except cv2.error as error:
+        raise SegmentationError(NO_GARMENT_MESSAGE) from error
+    return np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+
+
+def _largest_components(mask: np.ndarray, keep_ratio: float = 0.25) -> np.ndarray:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if count <= 1:
+        return mask
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = 1 + np.flatnonzero(areas >= areas.max() * keep_ratio)
+    return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
+
+
+def _fill_enclosed_holes(mask: np.ndarray, background_like: np.ndarray) -> np.ndarray:
+    """Fill holes enclosed by the garment, except large ones that look like the background (the floor seen
+    between an arm and the body)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(cv2.bitwise_not(mask), connectivity=4)
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    small = np.count_nonzero(mask) * SMALL_HOLE_FRACTION
+    background_share = np.bincount(labels.ravel(), weights=background_like.ravel(), minlength=count)
+    filled = mask.copy()
+    for label in range(1, count):
+        area = stats[label, cv2.CC_STAT_AREA]
+        if label in edge_labels or (area > small and background_share[label] > area * 0.5):
+            continue
+        filled[labels == label] = 255
+    return filled
+
+
+def _clean(mask: np.ndarray, background_like: np.ndarray) -> np.ndarray:
+    mask = _largest_components(mask)
+    if not mask.any():
+        return mask
+    garment_side = np.sqrt(float(np.count_nonzero(mask)))
+    radius = max(2, int(round(garment_side * OPENING_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    mask = _remove_hooks(_largest_components(mask))
+    return _fill_enclosed_holes(mask, background_like)
+
+
+def _remove_hooks(mask: np.ndarray) -> np.ndarray:
+    """Drop narrow parts that stick up above the body of the garment (a hanger hook and the bit of wall it
+    encloses): what a large opening removes and that reaches above the top of what it keeps."""
+    radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * HOOK_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    body = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+    rows = np.flatnonzero(body.any(axis=1))
+    if not len(rows):
+        return mask
+    residue = cv2.bitwise_and(mask, cv2.bitwise_not(body))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(residue, connectivity=8)
+    hooks = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_TOP] < rows[0] - radius // 2)
+    if not len(hooks):
+        return mask
+    trimmed = mask.copy()
+    trimmed[np.isin(labels, hooks)] = 0
+    return _largest_components(trimmed)
+
+
+def _check_plausible(mask: np.ndarray) -> None:
+    area = np.count_nonzero(mask) / mask.size
+    if area < MIN_AREA_FRACTION or area > MAX_AREA_FRACTION:
+        raise SegmentationError(NO_GARMENT_MESSAGE)
+
+
+def _upscale_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Full-size mask: the small mask is softened, upsampled bilinearly and thresholded, which gives a smooth
+    edge at full resolution for the price of one resize."""
+    height, width = shape
+    if mask.shape == (height, width):
+        return mask
+    soft = cv2.GaussianBlur(mask, (0, 0), EDGE_SOFTNESS)
+    soft = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
+    _, binary = cv2.threshold(soft, 127, 255, cv2.THRESH_BINARY)
+    return binary
