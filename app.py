@@ -221,7 +221,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
 
         # -- handlers (UI only; the API has its own endpoints below) ------------------------------
 
-        def show_garment(chosen_id: str):
+        def on_show_garment(chosen_id: str):
             if not chosen_id:
                 return "", None, None, "", None, "", None, "Upload a photo to start.", [], []
             garment = studio.get_garment(chosen_id)
@@ -241,7 +241,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
         garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
                            gallery, output_ids, selected_output]
 
-        def upload(paths: list[str] | None):
+        def on_upload(paths: list[str] | None):
             if not paths:
                 raise gr.Error("Choose one or more photos first.")
             last_id, refused = "", []
@@ -256,7 +256,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 raise gr.Error("No photo could be used. " + " ".join(refused))
             return gr.Dropdown(choices=_garment_choices(studio), value=last_id), None
 
-        def save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str):
+        def on_save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str):
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
             garment = studio.get_garment(chosen_id)
@@ -267,17 +267,17 @@ def create_demo(studio: Studio) -> gr.Blocks:
             if hex_changed and name_changed:
                 studio.update_garment(chosen_id, color_hex=new_hex, color_name=new_name)
             gr.Info("Saved.")
-            return show_garment(chosen_id)
+            return on_show_garment(chosen_id)
 
-        def resegment(chosen_id: str):
+        def on_resegment(chosen_id: str):
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
             garment = studio.segment_garment(chosen_id)
             if garment["status"] == "failed":
                 gr.Warning(garment["error_message"])
-            return show_garment(chosen_id)
+            return on_show_garment(chosen_id)
 
-        def generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
+        def on_generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
                      background_name: str, fmt: str, progress=gr.Progress()):
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
@@ -295,7 +295,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
             ids = [output["id"] for job in finished for output in job["outputs"]]
             return items, ids, ""
 
-        def select_output(ids: list[str], event: gr.SelectData):
+        def on_select_output(ids: list[str], event: gr.SelectData):
             output_id = ids[event.index] if event.index is not None and event.index < len(ids) else ""
             return _output_controls(output_id)
 
@@ -310,19 +310,19 @@ def create_demo(studio: Studio) -> gr.Blocks:
             return (output_id, gr.Button(star, interactive=True),
                     gr.DownloadButton("Download", value=str(path), interactive=True), info)
 
-        def toggle_favorite(output_id: str, chosen_id: str, ids: list[str]):
+        def on_toggle_favorite(output_id: str, chosen_id: str, ids: list[str]):
             if not output_id:
                 raise gr.Error("Select an image in the results first.")
             output = studio.get_output(output_id)
             studio.set_favorite(output_id, not output["is_favorite"])
             return _output_controls(output_id)
 
-        def record_download(output_id: str):
+        def on_record_download(output_id: str):
             if output_id:
                 studio.download(output_id)
             return _output_controls(output_id)[3]
 
-        def history():
+        def on_history():
             garments = studio.list_garments(limit=200)
             generations = studio.list_generations(limit=200)
             garment_rows = [[g["id"], g["created_at"][:19], g["original_filename"], g["category"],
@@ -334,7 +334,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     gr.Dataframe(value=generation_rows or None,
                                  headers=["id", "garment", "model", "status", "created", "error"]))
 
-        def open_from_history(event: gr.SelectData):
+        def on_open_from_history(event: gr.SelectData):
             row = event.row_value or []
             if not row:
                 return gr.Dropdown(), gr.Tabs()
@@ -342,24 +342,24 @@ def create_demo(studio: Studio) -> gr.Blocks:
 
         private = {"api_visibility": "private"}
         ui = explained
-        upload_button.click(ui(upload), uploads, [garment_picker, uploads], **private)
-        garment_picker.change(ui(show_garment), garment_picker, garment_outputs, **private)
-        save_button.click(ui(save_attributes), [garment_id, category, color_name, color_hex], garment_outputs,
+        upload_button.click(ui(on_upload), uploads, [garment_picker, uploads], **private)
+        garment_picker.change(ui(on_show_garment), garment_picker, garment_outputs, **private)
+        save_button.click(ui(on_save_attributes), [garment_id, category, color_name, color_hex], garment_outputs,
                           **private)
-        resegment_button.click(ui(resegment), garment_id, garment_outputs, **private)
+        resegment_button.click(ui(on_resegment), garment_id, garment_outputs, **private)
         generate_button.click(
-            ui(generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format],
+            ui(on_generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format],
             [gallery, output_ids, selected_output], concurrency_limit=4, **private,
         ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
-        gallery.select(ui(select_output), output_ids, [selected_output, favorite_button, download_button,
+        gallery.select(ui(on_select_output), output_ids, [selected_output, favorite_button, download_button,
                                                         output_info], **private)
-        favorite_button.click(ui(toggle_favorite), [selected_output, garment_id, output_ids],
+        favorite_button.click(ui(on_toggle_favorite), [selected_output, garment_id, output_ids],
                               [selected_output, favorite_button, download_button, output_info], **private)
-        download_button.click(ui(record_download), selected_output, output_info, **private)
-        refresh_button.click(ui(history), None, [garments_table, generations_table], **private)
-        history_tab.select(ui(history), None, [garments_table, generations_table], **private)
-        garments_table.select(ui(open_from_history), None, [garment_picker, tabs], **private)
+        download_button.click(ui(on_record_download), selected_output, output_info, **private)
+        refresh_button.click(ui(on_history), None, [garments_table, generations_table], **private)
+        history_tab.select(ui(on_history), None, [garments_table, generations_table], **private)
+        garments_table.select(ui(on_open_from_history), None, [garment_picker, tabs], **private)
 
         for name in StudioAPI.ENDPOINTS:
             gr.api(explained(getattr(api, name)), api_name=name, concurrency_limit=4)

@@ -1,0 +1,88 @@
+"""End to end: the real Gradio server, driven through gradio_client as a program would."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from gradio_client import Client, handle_file
+from PIL import Image
+
+from app import StudioAPI, create_demo, launch_options
+from pipeline.presets import MARKETPLACES
+
+
+@pytest.fixture
+def client(studio):
+    demo = create_demo(studio)
+    demo.queue(default_concurrency_limit=4)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=None,
+                            **launch_options(studio))
+    try:
+        yield Client(url, verbose=False, download_files=str(studio.settings.data_dir.parent / "downloads"))
+    finally:
+        demo.close()
+
+
+def test_the_api_lists_exactly_the_public_endpoints(client):
+    endpoints = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert endpoints == {f"/{name}" for name in StudioAPI.ENDPOINTS}
+
+
+def test_the_whole_flow_through_the_api(client, photo_path, tmp_path):
+    garment = client.predict(handle_file(str(photo_path)), api_name="/upload_garment")
+    assert garment["status"] == "segmented" and garment["detected_color"] == "navy"
+    assert garment["original_filename"] == "navy tee.jpg"
+
+    again = client.predict(garment["id"], "classic", api_name="/segment_garment")
+    assert again["status"] == "segmented" and again["segmentation_backend"] == "classic"
+
+    edited = client.predict(garment["id"], "outerwear", "", "#1f2a44", api_name="/update_garment")
+    assert edited["category"] == "outerwear" and edited["detected_color_hex"] == "#1f2a44"
+
+    models = {m["id"]: m for m in client.predict(api_name="/virtual_models")}
+    assert models["ghost_01"]["available"] and not models["mod_02"]["available"]
+
+    job = client.predict(garment["id"], "ghost_01", ["1:1"], ["ebay", "depop"], "white", "jpeg", False,
+                         api_name="/generate")
+    assert job["status"] in ("pending", "processing", "completed")
+    deadline = time.monotonic() + 60
+    while job["status"] in ("pending", "processing") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = client.predict(job["id"], api_name="/generation")
+    assert job["status"] == "completed", job["error_message"]
+    shapes = {o["marketplace"] or o["aspect_ratio"]: o for o in job["outputs"]}
+    assert set(shapes) == {"1:1", "ebay", "depop"}
+
+    ebay = shapes["ebay"]
+    starred = client.predict(ebay["id"], True, api_name="/set_favorite")
+    assert starred["is_favorite"] == 1
+    downloaded = client.predict(ebay["id"], api_name="/download")
+    with Image.open(downloaded) as image:
+        assert image.size == (MARKETPLACES["ebay"].width, MARKETPLACES["ebay"].height)
+    job = client.predict(job["id"], api_name="/generation")
+    assert {o["id"]: o for o in job["outputs"]}[ebay["id"]]["download_count"] == 1
+
+    assert [g["id"] for g in client.predict(50, 0, api_name="/list_garments")] == [garment["id"]]
+    assert [g["id"] for g in client.predict(garment["id"], 50, 0, api_name="/list_generations")] == [job["id"]]
+    presets = {p["key"]: p for p in client.predict(api_name="/marketplaces")}
+    assert presets["ebay"]["width"] == 1600
+
+
+def test_errors_reach_the_caller_as_plain_messages(client, tmp_path):
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a photo")
+    with pytest.raises(Exception, match="JPEG, PNG, WebP or HEIC"):
+        client.predict(handle_file(str(text)), api_name="/upload_garment")
+    with pytest.raises(Exception, match="No garment with id"):
+        client.predict("missing", api_name="/segment_garment")
+    with pytest.raises(Exception, match="No output image"):
+        client.predict("../../studio.db", api_name="/download")
+    # the app keeps serving after refusals
+    assert client.predict(api_name="/list_garments") == []
+
+
+def test_generate_can_wait_for_the_result(client, photo_path):
+    garment = client.predict(handle_file(str(photo_path)), api_name="/upload_garment")
+    job = client.predict(garment["id"], "ghost_01", ["3:4"], [], "cream", "png", True, api_name="/generate")
+    assert job["status"] == "completed" and job["outputs"][0]["aspect_ratio"] == "3:4"

@@ -1,0 +1,72 @@
+"""The installed `resell-studio` command, run as a seller would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from pipeline.presets import MARKETPLACES
+
+COMMAND = Path(sys.executable).with_name("resell-studio")
+
+
+def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("STUDIO_DATA_DIR", None)
+    return subprocess.run([str(COMMAND), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(autouse=True)
+def installed():
+    if not COMMAND.exists():
+        pytest.fail(f"{COMMAND} is not installed: run `make test`, which installs the package into .venv")
+
+
+def test_segment_writes_masks_and_prints_json_lines(tmp_path, photo_path):
+    second = tmp_path / "second.png"
+    Image.open(photo_path).rotate(90, expand=True).save(second)
+    result = run("segment", str(photo_path), str(second), "--out", str(tmp_path / "masks"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [Path(line["image"]).name for line in lines] == ["navy tee.jpg", "second.png"]
+    for line, size in zip(lines, [(600, 800), (800, 600)]):
+        assert set(line) == {"image", "mask", "category", "color", "hex", "backend", "seconds"}
+        assert line["backend"] == "classic" and line["color"] == "navy"
+        with Image.open(line["mask"]) as mask:
+            assert mask.mode == "L" and mask.size == size
+    assert (tmp_path / "masks" / "navy tee.png").is_file()
+
+
+def test_generate_writes_photos_and_stores_them(tmp_path, photo_path):
+    result = run("generate", str(photo_path), "--model", "ghost_01", "--ratios", "1:1,4:5",
+                 "--marketplace", "ebay", "--out", "photos", "--data-dir", "studio-data", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    files = {o["marketplace"] or o["aspect_ratio"]: Path(tmp_path / o["file"]) for o in report["outputs"]}
+    assert set(files) == {"1:1", "4:5", "ebay"}
+    with Image.open(files["ebay"]) as image:
+        assert image.size == (MARKETPLACES["ebay"].width, MARKETPLACES["ebay"].height)
+    assert (tmp_path / "studio-data" / "studio.db").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["segment", "missing.jpg", "--out", "masks"], "missing.jpg"),
+    (["generate", "notes.jpg", "--out", "photos"], "JPEG, PNG, WebP or HEIC"),
+    (["generate", "tee.png", "--model", "mod_01"], "Sienna"),
+    (["generate", "tee.png", "--marketplace", "amazon"], "ebay"),
+    (["segment", "tee.png", "--out", "masks", "--backend", "sam"], "SAM"),
+])
+def test_errors_are_one_actionable_line(tmp_path, photo_path, args, message):
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    Image.open(photo_path).save(tmp_path / "tee.png")
+    result = run(*args, "--data-dir", "d", cwd=tmp_path) if args[0] == "generate" else run(*args, cwd=tmp_path)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
