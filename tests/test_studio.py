@@ -29,7 +29,7 @@ def test_upload_stores_the_original_and_a_cut_out(studio, photo_path):
     stored = studio.file_path(garment["original_image_url"])
     assert stored.read_bytes() == photo_path.read_bytes()
     assert "navy" not in stored.name  # named by id, never after the upload
-    mask = np.asarray(Image.open(studio.file_path(garment["mask_image_url"])))
+    mask = np.asarray(Image.open(studio.file_path(garment["mask_image_url"])).convert("L"))
     assert mask.shape == (800, 600) and set(np.unique(mask)) <= {0, 255}
     _, truth = garment_photo()
     assert iou(mask > 0, truth) > 0.9
