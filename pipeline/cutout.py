@@ -38,6 +38,11 @@ SURE_FACTOR = 2.0
 MIN_AREA_FRACTION = 0.02
 MAX_AREA_FRACTION = 0.97
 EDGE_SOFTNESS = 0.8
+RING_FRACTION = 0.03
+MIN_OUTSIDE_PIXELS = 200
+MIN_KEPT_SHARE = 0.6
+SIZEABLE_PART_SHARE = 0.005
+GARMENT_LIKE_SIGMAS = 3.5
 
 NO_GARMENT_MESSAGE = (
     "No garment found: photograph the garment on a plain surface that contrasts with it, "
@@ -62,6 +67,8 @@ def segment_small(rgb: np.ndarray) -> np.ndarray:
     threshold = _foreground_threshold(distance, background_border)
     grab = _grabcut(rgb, distance, threshold, background_border)
     mask = _clean(grab, distance < threshold)
+    if mask.any():
+        mask = _refine_with_surroundings(rgb, lab, mask)
     _check_plausible(mask)
     return mask
 
@@ -175,6 +182,64 @@ def _grabcut(rgb: np.ndarray, distance: np.ndarray, threshold: float, border: np
     except cv2.error as error:
         raise SegmentationError(NO_GARMENT_MESSAGE) from error
     return np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+
+
+def _refine_with_surroundings(rgb: np.ndarray, lab: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Second pass whose background model is every pixel outside the first mask, not just the border: the floor
+    inside the photo can differ from the border (uneven light, another plank colour, a glare spot). It may only
+    remove parts of the first mask that do not look like the rest of the garment."""
+    features = _pixel_features(lab)
+    flat = features.reshape(-1, features.shape[2]).astype(np.float32)
+    ring = max(2, int(round(np.sqrt(float(np.count_nonzero(first))) * RING_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * ring + 1, 2 * ring + 1))
+    outside = cv2.dilate(first, kernel) == 0
+    if np.count_nonzero(outside) < MIN_OUTSIDE_PIXELS:
+        return first
+    distance = _nearest_cluster_distance(flat, flat[outside.ravel()]).reshape(lab.shape[:2])
+    threshold = _foreground_threshold(distance, outside)
+    refined = _clean(_grabcut_inside(rgb, first, cv2.erode(first, kernel) > 0, outside, distance, threshold),
+                     distance < threshold)
+    # A collapse means the outside model swallowed the garment (its colour is also on the floor): keep pass one.
+    if np.count_nonzero(refined) < MIN_KEPT_SHARE * np.count_nonzero(first):
+        return first
+    return _restore_garment_like(flat, first, refined)
+
+
+def _nearest_cluster_distance(flat: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    means, inverses, _ = _fit_border_model(samples)
+    return np.stack([_mahalanobis(flat, mean, inverse) for mean, inverse in zip(means, inverses)]).min(axis=0)
+
+
+def _grabcut_inside(rgb: np.ndarray, first: np.ndarray, core: np.ndarray, outside: np.ndarray,
+                    distance: np.ndarray, threshold: float) -> np.ndarray:
+    mask = np.where((first > 0) & (distance > threshold), cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    sure = cv2.erode((distance > threshold * SURE_FACTOR).astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    mask[core & sure] = cv2.GC_FGD
+    mask[outside] = cv2.GC_BGD
+    if not ((mask == cv2.GC_PR_FGD) | (mask == cv2.GC_FGD)).any():
+        return first
+    bgd_model = np.zeros((1, 65), np.float64)
+    fgd_model = np.zeros((1, 65), np.float64)
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    cv2.grabCut(bgr, mask, None, bgd_model, fgd_model, GRABCUT_ITERATIONS, cv2.GC_INIT_WITH_MASK)
+    return np.where((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
+
+
+def _restore_garment_like(flat: np.ndarray, first: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """Put back the sizeable parts the second pass removed whose colour matches the kept garment (a dark sleeve
+    on a dark floor, the far half of a white shirt): only floor, glare or a hanger bar unlike the garment goes."""
+    removed = ((first > 0) & (refined == 0)).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(removed, connectivity=8)
+    sizeable = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_AREA] >= SIZEABLE_PART_SHARE * np.count_nonzero(first))
+    if not len(sizeable):
+        return refined
+    garment_distance = _nearest_cluster_distance(flat, flat[(refined > 0).ravel()]).reshape(first.shape)
+    restored = refined.copy()
+    for label in sizeable:
+        part = labels == label
+        if np.median(garment_distance[part]) < GARMENT_LIKE_SIGMAS:
+            restored[part] = 255
+    return restored
 
 
 def _largest_components(mask: np.ndarray, keep_ratio: float = 0.25) -> np.ndarray:
