@@ -34,6 +34,8 @@ SPREAD_FACTOR = 1.3
 SMALL_HOLE_FRACTION = 0.01
 OPENING_FRACTION = 0.03
 HOOK_FRACTION = 0.08
+BAR_BAND_FRACTION = 0.15
+BAR_THICKNESS_FRACTION = 0.06
 SURE_FACTOR = 2.0
 MIN_AREA_FRACTION = 0.02
 MAX_AREA_FRACTION = 0.97
@@ -275,8 +277,23 @@ def _clean(mask: np.ndarray, background_like: np.ndarray) -> np.ndarray:
     radius = max(2, int(round(garment_side * OPENING_FRACTION)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    mask = _remove_hooks(_largest_components(mask))
+    mask = _remove_hooks(_remove_hanger_bar(_largest_components(mask)))
     return _fill_enclosed_holes(mask, background_like)
+
+
+def _remove_hanger_bar(mask: np.ndarray) -> np.ndarray:
+    """Drop thin horizontal strips in the top band of the garment (the bar of a clip hanger): what a vertical
+    opening taller than the bar is thick removes there. Sleeves and waistbands are much thicker than a bar."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return mask
+    garment_height = rows[-1] - rows[0] + 1
+    length = max(3, int(round(garment_height * BAR_THICKNESS_FRACTION)))
+    opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
+    band_end = rows[0] + int(round(garment_height * BAR_BAND_FRACTION))
+    trimmed = mask.copy()
+    trimmed[:band_end] = opened[:band_end]
+    return _largest_components(trimmed)
 
 
 def _remove_hooks(mask: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from PIL import Image
 
 from pipeline.errors import InputError
 from pipeline.ghost import compose_ghost, natural_long_side
-from pipeline.presets import BACKGROUNDS, get_marketplace, parse_aspect_ratio, ratio_size
+from pipeline.presets import get_marketplace, parse_aspect_ratio, ratio_size
 
 FILE_FORMATS = {"jpeg": ".jpg", "png": ".png"}
 JPEG_QUALITY = 95
@@ -53,12 +53,6 @@ def parse_file_format(value: str) -> str:
     if normalised not in FILE_FORMATS:
         raise InputError(f"Unknown file format {value!r}; choose one of {', '.join(FILE_FORMATS)}.")
     return normalised
-
-
-def parse_background(value: str) -> str:
-    if value not in BACKGROUNDS:
-        raise InputError(f"Unknown background {value!r}; choose one of {', '.join(BACKGROUNDS)}.")
-    return value
 
 
 def encode_image(image: Image.Image, file_format: str) -> bytes:

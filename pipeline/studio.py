@@ -24,12 +24,12 @@ from pipeline.generation import (
     GhostBackend,
     OutputSpec,
     encode_image,
-    parse_background,
     parse_file_format,
     plan_outputs,
     spec_parameters,
 )
 from pipeline.ingest import ingest_bytes, ingest_file
+from pipeline.presets import parse_background
 from pipeline.jobs import JobRunner, ProgressReporter
 from pipeline.model_cards import load_model_cards
 from pipeline.segmentation import describe_segmentation_backend, get_segmenter
