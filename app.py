@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -381,7 +382,11 @@ def launch_options(studio: Studio) -> dict[str, Any]:
     return {"allowed_paths": [str(studio.settings.files_dir)], "css": CSS, "theme": gr.themes.Soft()}
 
 
-def serve(settings: Settings, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+    """Serves until interrupted. Without a host or port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
+    (which Spaces set) or 127.0.0.1:7860 are used."""
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
+    port = port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
     studio = Studio.open(settings)
     demo = create_demo(studio)
     demo.queue(default_concurrency_limit=4)

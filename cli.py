@@ -31,8 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="start the web app and its API")
-    serve.add_argument("--host", default=DEFAULT_HOST, help=f"address to listen on (default {DEFAULT_HOST})")
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT})")
+    serve.add_argument("--host", help=f"address to listen on (env GRADIO_SERVER_NAME, default {DEFAULT_HOST})")
+    serve.add_argument("--port", type=int, help=f"port (env GRADIO_SERVER_PORT, default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
 
     segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -86,3 +89,25 @@ def test_generate_can_wait_for_the_result(client, photo_path):
     garment = client.predict(handle_file(str(photo_path)), api_name="/upload_garment")
     job = client.predict(garment["id"], "ghost_01", ["3:4"], [], "cream", "png", True, api_name="/generate")
     assert job["status"] == "completed" and job["outputs"][0]["aspect_ratio"] == "3:4"
+
+
+def run_python(code: str, cwd, **env: str) -> subprocess.CompletedProcess:
+    environment = {**os.environ, "HF_HUB_OFFLINE": "1", **env}
+    environment.pop("STUDIO_DATA_DIR", None)
+    environment.update(env)
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=environment, capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_importing_the_app_does_no_work(tmp_path):
+    result = run_python("import app", tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.iterdir()) == []  # no data directory, no database
+
+
+def test_demo_is_there_for_spaces(tmp_path):
+    result = run_python("import app; print(type(app.demo).__name__)", tmp_path,
+                        STUDIO_DATA_DIR=str(tmp_path / "space-data"))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("Blocks")
+    assert (tmp_path / "space-data" / "studio.db").is_file()
