@@ -148,9 +148,9 @@ def _garment_choices(studio: Studio) -> list[tuple[str, str]]:
     return choices
 
 
-def _gallery_items(studio: Studio, generation: dict) -> list[tuple[str, str]]:
+def _gallery_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]:
     items = []
-    for output in generation["outputs"]:
+    for output in outputs:
         star = "★ " if output["is_favorite"] else ""
         where = MARKETPLACES[output["marketplace"]].name if output["marketplace"] else output["aspect_ratio"]
         items.append((str(studio.file_path(output["image_url"])),
@@ -236,7 +236,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
             latest = studio.list_generations(chosen_id, limit=1)
             generation = studio.get_generation(latest[0]["id"]) if latest else {"outputs": []}
             return (chosen_id, thumbnail(image), overlay, garment["category"], garment["detected_color"] or "",
-                    garment["detected_color_hex"] or None, message, _gallery_items(studio, generation),
+                    garment["detected_color_hex"] or None, message, _gallery_items(studio, generation["outputs"]),
                     [o["id"] for o in generation["outputs"]], "")
 
         garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
@@ -292,7 +292,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
             failures = [job["error_message"] for job in finished if job["status"] == "failed"]
             for message in failures:
                 gr.Warning(f"A generation failed: {message}")
-            items = [item for job in finished for item in _gallery_items(studio, job)]
+            items = [item for job in finished for item in _gallery_items(studio, job["outputs"])]
             ids = [output["id"] for job in finished for output in job["outputs"]]
             return items, ids, ""
 
@@ -311,12 +311,14 @@ def create_demo(studio: Studio) -> gr.Blocks:
             return (output_id, gr.Button(star, interactive=True),
                     gr.DownloadButton("Download", value=str(path), interactive=True), info)
 
-        def on_toggle_favorite(output_id: str, chosen_id: str, ids: list[str]):
+        def on_toggle_favorite(output_id: str, ids: list[str]):
             if not output_id:
                 raise gr.Error("Select an image in the results first.")
             output = studio.get_output(output_id)
             studio.set_favorite(output_id, not output["is_favorite"])
-            return _output_controls(output_id)
+            outputs = [studio.get_output(each) for each in ids]
+            gallery_update = gr.Gallery(value=_gallery_items(studio, outputs), selected_index=ids.index(output_id))
+            return (gallery_update, *_output_controls(output_id))
 
         def on_record_download(output_id: str):
             if output_id:
@@ -355,8 +357,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
                                                        output_info], **private)
         gallery.select(ui(on_select_output), output_ids, [selected_output, favorite_button, download_button,
                                                         output_info], **private)
-        favorite_button.click(ui(on_toggle_favorite), [selected_output, garment_id, output_ids],
-                              [selected_output, favorite_button, download_button, output_info], **private)
+        favorite_button.click(ui(on_toggle_favorite), [selected_output, output_ids],
+                              [gallery, selected_output, favorite_button, download_button, output_info], **private)
         download_button.click(ui(on_record_download), selected_output, output_info, **private)
         refresh_button.click(ui(on_history), None, [garments_table, generations_table], **private)
         history_tab.select(ui(on_history), None, [garments_table, generations_table], **private)

@@ -36,6 +36,7 @@ OPENING_FRACTION = 0.03
 HOOK_FRACTION = 0.08
 BAR_BAND_FRACTION = 0.15
 BAR_THICKNESS_FRACTION = 0.06
+BAR_MIN_WIDTH_FRACTION = 0.15
 SURE_FACTOR = 2.0
 MIN_AREA_FRACTION = 0.02
 MAX_AREA_FRACTION = 0.97
@@ -291,8 +292,22 @@ def _remove_hanger_bar(mask: np.ndarray) -> np.ndarray:
     length = max(3, int(round(garment_height * BAR_THICKNESS_FRACTION)))
     opened = cv2.morphologyEx(mask, cv2.MORPH_OPEN, np.ones((length, 1), np.uint8))
     band_end = rows[0] + int(round(garment_height * BAR_BAND_FRACTION))
+    thin = cv2.bitwise_and(mask, cv2.bitwise_not(opened))
+    thin[band_end:] = 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+    # A bar overhangs: background lies right under it. The slivers the opening shaves off a sloping shoulder
+    # lie on the garment.
+    overhang = np.zeros_like(mask)
+    overhang[:-1] = (thin[:-1] > 0) & (mask[1:] == 0)
+    overhang_columns = np.bincount(labels.ravel(), weights=(overhang > 0).ravel(), minlength=count)
+    columns = np.flatnonzero(mask.any(axis=0))
+    long_enough = stats[:, cv2.CC_STAT_WIDTH] >= BAR_MIN_WIDTH_FRACTION * len(columns)
+    overhanging = overhang_columns >= 0.5 * stats[:, cv2.CC_STAT_WIDTH]
+    bars = 1 + np.flatnonzero((long_enough & overhanging)[1:])
+    if not len(bars):
+        return mask
     trimmed = mask.copy()
-    trimmed[:band_end] = opened[:band_end]
+    trimmed[np.isin(labels, bars)] = 0
     return _largest_components(trimmed)
 
 
