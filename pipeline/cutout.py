@@ -46,6 +46,9 @@ MIN_OUTSIDE_PIXELS = 200
 MIN_KEPT_SHARE = 0.6
 SIZEABLE_PART_SHARE = 0.005
 GARMENT_LIKE_SIGMAS = 3.5
+ENCLOSED_RATIO = 4.0
+ENCLOSED_SHARE = 0.03
+MIN_FLOOR_CONTACT_SHARE = 0.005
 
 NO_GARMENT_MESSAGE = (
     "No garment found: photograph the garment on a plain surface that contrasts with it, "
@@ -160,7 +163,28 @@ def _background_clusters(distances: np.ndarray, border: np.ndarray) -> np.ndarra
     ratios = np.array(ratios)
     keep = ratios < GARMENT_DENSITY_RATIO
     keep[ratios.argmin()] = True
+    keep &= ~_enclosed_by_garment(distances, keep)
+    keep[ratios.argmin()] = True
     return keep
+
+
+def _enclosed_by_garment(distances: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Which kept clusters are mostly surrounded by garment-like pixels: a shaded part of a garment touching an
+    edge (its edge pixels blend garment and floor) borders the garment far more than it borders the other
+    background clusters, while a floor or sheet colour borders its neighbouring background colours. Such a
+    garment part still meets the floor where it leaves the photo; a colour that meets no other background colour
+    at all (a stripe of a blanket framed by dark seams) is too ambiguous and stays background."""
+    masked = np.where(keep[:, None, None], distances, np.inf)
+    labels = np.where(masked.min(axis=0) < BACKGROUND_SIGMAS, masked.argmin(axis=0), -1)
+    enclosed = np.zeros(len(distances), bool)
+    pairs = [(labels[:, :-1], labels[:, 1:]), (labels[:, 1:], labels[:, :-1]),
+             (labels[:-1], labels[1:]), (labels[1:], labels[:-1])]
+    for index in np.flatnonzero(keep):
+        garment = sum(np.count_nonzero((a == index) & (b == -1)) for a, b in pairs)
+        other = sum(np.count_nonzero((a == index) & (b >= 0) & (b != index)) for a, b in pairs)
+        enclosed[index] = (garment >= ENCLOSED_RATIO * other and garment >= ENCLOSED_SHARE * labels.size
+                           and other >= MIN_FLOOR_CONTACT_SHARE * labels.size)
+    return enclosed
 
 
 def _foreground_threshold(distance: np.ndarray, border: np.ndarray) -> float:
