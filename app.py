@@ -21,7 +21,6 @@ from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
 from pipeline.previews import mask_overlay, thumbnail
-from pipeline.segmentation import SEGMENTATION_BACKENDS
 from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 from pipeline.studio import GHOST_MODEL_ID, Studio
 
@@ -264,9 +263,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
             hex_changed = bool(new_hex) and new_hex.lower() != (garment["detected_color_hex"] or "")
             name_changed = (new_name or "") != (garment["detected_color"] or "")
             studio.update_garment(chosen_id, new_category, new_name if name_changed else None,
-                                  new_hex if hex_changed and not name_changed else None)
-            if hex_changed and name_changed:
-                studio.update_garment(chosen_id, color_hex=new_hex, color_name=new_name)
+                                  new_hex if hex_changed else None)
             gr.Info("Saved.")
             return on_show_garment(chosen_id)
 
