@@ -20,7 +20,7 @@ from pipeline.attributes import CATEGORIES
 from pipeline.errors import StudioError
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
-from pipeline.previews import mask_overlay, thumbnail
+from pipeline.previews import mask_overlay, preview_scale, thumbnail
 from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
 from pipeline.studio import GHOST_MODEL_ID, Studio
 
@@ -61,15 +61,21 @@ class StudioAPI:
     def __init__(self, studio: Studio):
         self.studio = studio
 
-    def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "auto") -> dict:
-        """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false,
-        and returns the garment: id, status, category, detected_color, detected_color_hex, mask_image_url, ..."""
+    def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "") -> dict:
+        """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false
+        (backend auto, classic or sam; empty for the studio's setting) and returns the garment: id, status,
+        category, category_source, detected_color, detected_color_hex, mask_image_url, segmentation_backend, ..."""
         path, name = _file_path_and_name(photo)
-        return self.studio.upload_garment(path, filename=name, segment=bool(segment), backend=backend)
+        return self.studio.upload_garment(path, filename=name, segment=bool(segment), backend=backend or None)
 
-    def segment_garment(self, garment_id: str, backend: str = "auto") -> dict:
-        """Cut the garment out again (backend: auto, classic or sam) and return the garment."""
-        return self.studio.segment_garment(garment_id, backend)
+    def segment_garment(self, garment_id: str, backend: str = "") -> dict:
+        """Cut the garment out again (backend: auto, classic or sam; empty for the studio's setting)."""
+        return self.studio.segment_garment(garment_id, backend or None)
+
+    def refine_garment(self, garment_id: str, points: list[list[float]], backend: str = "") -> dict:
+        """Refine the cut-out with clicks and store it: points are [x, y, label] in photo pixels, label 1 for
+        garment and 0 for background. Returns the garment, with the points in `mask_points`."""
+        return self.studio.refine_garment(garment_id, points, backend or None)
 
     def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "") -> dict:
         """Correct the category (top, bottom, dress, outerwear) and/or colour; empty values are left as they are."""
@@ -112,7 +118,7 @@ class StudioAPI:
         """The marketplace presets: key, name, aspect ratio and exact pixel size."""
         return [vars(preset) for preset in MARKETPLACES.values()]
 
-    ENDPOINTS = ("upload_garment", "segment_garment", "update_garment", "generate", "generation", "list_garments",
+    ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate", "generation", "list_garments",
                  "list_generations", "set_favorite", "download", "virtual_models", "marketplaces")
 
 
@@ -137,6 +143,13 @@ def _model_cards_html(models: list[dict]) -> str:
         cards.append(f'<div class="{css_class}"><b>{model["name"]}</b> <code>{model["id"]}</code><br>'
                      f'{details}<div class="tags">{tags}</div><div class="tags">{state}</div></div>')
     return f'<div class="model-cards">{"".join(cards)}</div>'
+
+
+def _category_origin(garment: dict) -> str:
+    source = garment.get("category_source")
+    if source == "clip" and garment.get("category_confidence") is not None:
+        return f"CLIP ({garment['category_confidence']:.0%} sure)"
+    return {"user": "you", "heuristic": "the shape heuristic", None: "—"}.get(source, source)
 
 
 def _garment_choices(studio: Studio) -> list[tuple[str, str]]:
@@ -169,6 +182,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     "every marketplace.")
         gr.Markdown(f"<small>{status['segmentation']}<br>{status['generation']}</small>")
         garment_id = gr.State("")
+        clicks = gr.State([])
         output_ids = gr.State([])
         selected_output = gr.State("")
 
@@ -184,8 +198,15 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     with gr.Column(scale=2):
                         with gr.Row():
                             original_view = gr.Image(label="Original", interactive=False, format="jpeg", height=360)
-                            cutout_view = gr.Image(label="Cut-out", interactive=False, format="jpeg", height=360)
+                            cutout_view = gr.Image(label="Cut-out (click to refine)", interactive=False,
+                                                   format="jpeg", height=360)
                         garment_status = gr.Markdown()
+                        with gr.Row():
+                            click_mode = gr.Radio(["garment", "background"], value="garment",
+                                                  label="A click on the cut-out marks", scale=2)
+                            undo_button = gr.Button("Undo click", size="sm")
+                            reset_button = gr.Button("Reset clicks", size="sm")
+                            accept_button = gr.Button("Save cut-out", size="sm", variant="primary")
                 with gr.Row():
                     category = gr.Dropdown(label="Category", choices=list(CATEGORIES), interactive=True)
                     color_name = gr.Textbox(label="Colour name", placeholder="navy")
@@ -223,7 +244,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
 
         def on_show_garment(chosen_id: str):
             if not chosen_id:
-                return "", None, None, "", None, "", None, "Upload a photo to start.", [], []
+                return "", None, None, "", None, "", None, "Upload a photo to start.", [], [], []
             garment = studio.get_garment(chosen_id)
             image = studio.garment_image(chosen_id)
             overlay = mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
@@ -231,15 +252,16 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 message = f"**Cut-out failed:** {garment['error_message']}"
             else:
                 message = (f"Cut-out by **{garment['segmentation_backend'] or '—'}** · status **{garment['status']}**"
-                           f" · {garment['width']}×{garment['height']} px")
+                           f" · {garment['width']}×{garment['height']} px · category from "
+                           f"**{_category_origin(garment)}**")
             latest = studio.list_generations(chosen_id, limit=1)
             generation = studio.get_generation(latest[0]["id"]) if latest else {"outputs": []}
             return (chosen_id, thumbnail(image), overlay, garment["category"], garment["detected_color"] or "",
                     garment["detected_color_hex"] or None, message, _gallery_items(studio, generation["outputs"]),
-                    [o["id"] for o in generation["outputs"]], "")
+                    [o["id"] for o in generation["outputs"]], "", [])
 
         garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
-                           gallery, output_ids, selected_output]
+                           gallery, output_ids, selected_output, clicks]
 
         def on_upload(paths: list[str] | None):
             if not paths:
@@ -273,6 +295,41 @@ def create_demo(studio: Studio) -> gr.Blocks:
             garment = studio.segment_garment(chosen_id)
             if garment["status"] == "failed":
                 gr.Warning(garment["error_message"])
+            return on_show_garment(chosen_id)
+
+        def refinement_preview(chosen_id: str, points: list):
+            image = studio.garment_image(chosen_id)
+            if points:
+                return mask_overlay(image, studio.preview_refinement(chosen_id, points).mask, points)
+            garment = studio.get_garment(chosen_id)
+            return mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
+
+        def on_cutout_click(chosen_id: str, points: list, mode: str, event: gr.SelectData):
+            if not chosen_id:
+                raise gr.Error("Upload or choose a garment first.")
+            garment = studio.get_garment(chosen_id)
+            scale = preview_scale((garment["width"], garment["height"]))
+            x = min(event.index[0] / scale, garment["width"] - 1)
+            y = min(event.index[1] / scale, garment["height"] - 1)
+            points = [*points, [round(x, 1), round(y, 1), 1 if mode == "garment" else 0]]
+            return refinement_preview(chosen_id, points), points
+
+        def on_undo_click(chosen_id: str, points: list):
+            if not chosen_id:
+                raise gr.Error("Upload or choose a garment first.")
+            points = points[:-1]
+            return refinement_preview(chosen_id, points), points
+
+        def on_reset_clicks(chosen_id: str):
+            if not chosen_id:
+                raise gr.Error("Upload or choose a garment first.")
+            return refinement_preview(chosen_id, []), []
+
+        def on_accept_clicks(chosen_id: str, points: list):
+            if not chosen_id or not points:
+                raise gr.Error("Click on the cut-out first: a click marks garment or background, as chosen above.")
+            studio.refine_garment(chosen_id, points)
+            gr.Info("Cut-out saved.")
             return on_show_garment(chosen_id)
 
         def on_generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
@@ -347,6 +404,10 @@ def create_demo(studio: Studio) -> gr.Blocks:
         save_button.click(ui(on_save_attributes), [garment_id, category, color_name, color_hex], garment_outputs,
                           **private)
         resegment_button.click(ui(on_resegment), garment_id, garment_outputs, **private)
+        cutout_view.select(ui(on_cutout_click), [garment_id, clicks, click_mode], [cutout_view, clicks], **private)
+        undo_button.click(ui(on_undo_click), [garment_id, clicks], [cutout_view, clicks], **private)
+        reset_button.click(ui(on_reset_clicks), garment_id, [cutout_view, clicks], **private)
+        accept_button.click(ui(on_accept_clicks), [garment_id, clicks], garment_outputs, **private)
         generate_button.click(
             ui(on_generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format],
             [gallery, output_ids, selected_output], concurrency_limit=4, **private,

@@ -34,11 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"address to listen on (env GRADIO_SERVER_NAME, default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (env GRADIO_SERVER_PORT, default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
+    _model_options(serve, backend_flag="--segmentation-backend")
 
     segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")
     segment.add_argument("images", nargs="+", metavar="IMAGE")
     segment.add_argument("--out", required=True, help="folder for the masks, written as <stem>.png")
-    segment.add_argument("--backend", choices=SEGMENTATION_BACKENDS, default="auto")
+    _model_options(segment, backend_flag="--backend")
 
     generate = commands.add_parser("generate", help="make marketplace photos of a garment (stored in the data dir)")
     generate.add_argument("image", metavar="IMAGE")
@@ -50,23 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--format", dest="file_format", default="jpeg", choices=["jpeg", "png"])
     generate.add_argument("--out", default="resell-photos", help="folder to copy the photos to")
     generate.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR)")
+    _model_options(generate, backend_flag="--segmentation-backend")
     return parser
+
+
+def _model_options(command: argparse.ArgumentParser, backend_flag: str) -> None:
+    command.add_argument(backend_flag, dest="segmentation_backend", choices=SEGMENTATION_BACKENDS,
+                         help="cut-out backend (env STUDIO_SEGMENTATION_BACKEND, default auto: SAM on a GPU when "
+                              "its weights load, else classic)")
+    command.add_argument("--sam-model", help="SAM checkpoint: Hub id or local folder "
+                                             "(env STUDIO_SAM_MODEL, default facebook/sam-vit-base)")
+    command.add_argument("--category-model", help="CLIP checkpoint for the category: Hub id or local folder "
+                                                  "(env STUDIO_CATEGORY_MODEL)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(getattr(args, "data_dir", None), segmentation_backend=args.segmentation_backend,
+                             sam_model=args.sam_model, category_model=args.category_model)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from app import serve
 
-    serve(Settings.from_env(args.data_dir), host=args.host, port=args.port)
+    serve(_settings(args), host=args.host, port=args.port)
     return 0
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from pipeline.attributes import dominant_color, guess_category
+    from pipeline.attributes import dominant_color
+    from pipeline.category_model import predict_category
     from pipeline.ingest import ingest_file
     from pipeline.segmentation import get_segmenter
     from PIL import Image
 
-    segmenter = get_segmenter(args.backend)
+    settings = _settings(args)
+    segmenter = get_segmenter(settings.segmentation_backend, settings.sam_model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     failures = 0
@@ -82,8 +101,9 @@ def run_segment(args: argparse.Namespace) -> int:
         mask_path = out / f"{Path(image_path).stem}.png"
         Image.fromarray(segmentation.mask, mode="L").save(mask_path)
         color = dominant_color(image, segmentation.mask)
+        category = predict_category(image, segmentation.mask, settings.category_backend, settings.category_model)
         print(json.dumps({
-            "image": str(image_path), "mask": str(mask_path), "category": guess_category(segmentation.mask),
+            "image": str(image_path), "mask": str(mask_path), "category": category.category,
             "color": color.name, "hex": color.hex, "backend": segmentation.backend,
             "seconds": round(time.perf_counter() - started, 3),
         }), flush=True)
@@ -94,7 +114,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from pipeline.studio import Studio
 
     marketplaces = [key for value in args.marketplace for key in _comma_list(value)]
-    studio = Studio.open(Settings.from_env(args.data_dir))
+    studio = Studio.open(_settings(args))
     try:
         garment = studio.upload_garment(args.image)
         if garment["status"] == "failed":

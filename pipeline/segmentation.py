@@ -1,20 +1,31 @@
 """Segmentation backends: which one cuts the garment out, and why.
 
-`classic` needs no weights (`pipeline.cutout`). `sam` (Segment Anything through transformers) arrives with its own
-issue; until then asking for it explicitly is an error, and `auto` uses `classic`.
+- `classic` needs no weights (`pipeline.cutout`); clicks refine it with grabCut seeded by the points.
+- `sam` is Segment Anything through transformers (`pipeline.sam`), loaded once per process.
+- `auto` uses SAM when its weights load and a GPU (CUDA or Apple MPS) is there to run it, otherwise `classic`.
+
+Asking for `sam` explicitly never falls back: it runs SAM or raises a clear error.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from pipeline.cutout import cut_out
-from pipeline.errors import BackendUnavailableError, InputError
+from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
 
 SEGMENTATION_BACKENDS = ("auto", "classic", "sam")
+Point = tuple[float, float, int]  # (x, y, label) in image pixels; label 1 = garment, 0 = background
+
+REFINE_WORKING_SIDE = 480
+CLICK_RADIUS_FRACTION = 0.02
 
 
 @dataclass(frozen=True)
@@ -28,21 +39,127 @@ class ClassicSegmenter:
 
     name = "classic"
 
-    def segment(self, image: Image.Image) -> Segmentation:
-        return Segmentation(mask=cut_out(image), backend=self.name)
+    def __init__(self) -> None:
+        self._base_masks: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def segment(self, image: Image.Image, cache_key: str | None = None) -> Segmentation:
+        return Segmentation(mask=self._base_mask(image, cache_key), backend=self.name)
+
+    def refine(self, image: Image.Image, points: Sequence[Point], cache_key: str | None = None) -> Segmentation:
+        """grabCut from the automatic cut-out, with a small disk around each click fixed as garment or background."""
+        if not points:
+            return self.segment(image, cache_key)
+        try:
+            base = self._base_mask(image, cache_key)
+        except SegmentationError:  # the clicks alone say where the garment is
+            base = np.zeros((image.height, image.width), np.uint8)
+        return Segmentation(mask=_grabcut_with_clicks(image, base, points), backend=self.name)
+
+    def _base_mask(self, image: Image.Image, cache_key: str | None) -> np.ndarray:
+        with self._lock:
+            if cache_key in self._base_masks:
+                self._base_masks.move_to_end(cache_key)
+                return self._base_masks[cache_key]
+        mask = cut_out(image)
+        if cache_key is not None:
+            with self._lock:
+                self._base_masks[cache_key] = mask
+                while len(self._base_masks) > 8:
+                    self._base_masks.popitem(last=False)
+        return mask
 
 
-def get_segmenter(backend: str = "auto") -> ClassicSegmenter:
-    """The segmenter for `backend`; raises a clear error for a backend that cannot run here."""
+def _grabcut_with_clicks(image: Image.Image, base: np.ndarray, points: Sequence[Point]) -> np.ndarray:
+    scale = min(1.0, REFINE_WORKING_SIDE / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    pixels = np.asarray(image.resize(size, Image.Resampling.BILINEAR) if scale < 1 else image)
+    pixels = np.ascontiguousarray(pixels[..., ::-1])  # grabCut wants BGR
+    small_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA) >= 128
+    labels = np.where(small_base, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
+    radius = max(2, round(CLICK_RADIUS_FRACTION * max(size)))
+    for x, y, label in points:
+        centre = (int(round(x * scale)), int(round(y * scale)))
+        cv2.circle(labels, centre, radius, int(cv2.GC_FGD if label else cv2.GC_BGD), thickness=-1)
+    if np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
+        background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
+        cv2.grabCut(pixels, labels, None, background_model, foreground_model, 3, cv2.GC_INIT_WITH_MASK)
+    small = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8) * 255
+    full = cv2.resize(cv2.GaussianBlur(small, (3, 3), 0), image.size, interpolation=cv2.INTER_LINEAR)
+    mask = np.where(full >= 128, 255, 0).astype(np.uint8)
+    return enforce_clicks(mask, points, radius / scale)
+
+
+def enforce_clicks(mask: np.ndarray, points: Sequence[Point], radius: float) -> np.ndarray:
+    """Whatever a model decided, the mask is garment around a positive click and background around a negative
+    one: a click always changes the mask where it says."""
+    enforced = mask.copy()
+    for x, y, label in points:
+        cv2.circle(enforced, (int(round(x)), int(round(y))), max(1, int(round(radius))), 255 if label else 0, -1)
+    return enforced
+
+
+def parse_points(points: Sequence[Sequence[float]], size: tuple[int, int]) -> list[Point]:
+    """Validates clicks given as [x, y, label] in image pixels (label 1 = garment, 0 = background)."""
+    width, height = size
+    parsed = []
+    for point in points or []:
+        try:
+            x, y, label = float(point[0]), float(point[1]), int(point[2])
+        except (TypeError, ValueError, IndexError):
+            raise InputError(f"A point is [x, y, label] with label 1 (garment) or 0 (background), not {point!r}.") \
+                from None
+        if label not in (0, 1) or not (0 <= x < width and 0 <= y < height):
+            raise InputError(f"Point {point!r} is outside the {width}x{height} photo or has a label other than 0/1.")
+        parsed.append((x, y, label))
+    return parsed
+
+
+def _gpu_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available() or torch.backends.mps.is_available()
+
+
+_classic = ClassicSegmenter()
+
+
+def get_segmenter(backend: str = "auto", sam_model: str | None = None, for_refinement: bool = False):
+    """The segmenter for `backend`.
+
+    `auto` picks SAM when its weights load and a GPU can run it; for refinement clicks it also takes SAM on a
+    CPU (each click only runs SAM's light decoder). `sam` raises BackendUnavailableError when it cannot run."""
     if backend not in SEGMENTATION_BACKENDS:
         raise InputError(f"Unknown segmentation backend {backend!r}; choose one of {', '.join(SEGMENTATION_BACKENDS)}.")
+    if backend == "classic":
+        return _classic
+    from pipeline.sam import load_sam_segmenter
+
     if backend == "sam":
-        raise BackendUnavailableError(
-            "The SAM backend is not part of this version yet; use the 'classic' or 'auto' backend."
-        )
-    return ClassicSegmenter()
+        return load_sam_segmenter(sam_model)
+    if not (for_refinement or _gpu_available()):
+        return _classic
+    try:
+        return load_sam_segmenter(sam_model)
+    except BackendUnavailableError:
+        return _classic
 
 
-def describe_segmentation_backend() -> str:
-    """One line for the UI: which backend `auto` uses and why."""
-    return "Cut-out: classic (no model weights needed). SAM segmentation is not installed in this version."
+def describe_segmentation_backend(backend: str = "auto", sam_model: str | None = None) -> str:
+    """One line for the UI: which backend cuts garments out here, and why."""
+    from pipeline.sam import resolve_sam_model
+
+    model = resolve_sam_model(sam_model)
+    if backend == "classic":
+        return "Cut-out: classic (chosen in the settings; no model weights needed)."
+    if backend == "auto" and not _gpu_available():
+        return (f"Cut-out: classic, because there is no GPU for SAM here. Clicks refine with SAM ({model}) if its "
+                "weights load, else with the classic cut-out. Start with --segmentation-backend sam to use SAM "
+                "for every cut-out.")
+    try:
+        get_segmenter("sam", sam_model)
+    except BackendUnavailableError as error:
+        if backend == "sam":
+            return f"Cut-out: SAM was asked for but cannot run: {error}"
+        return f"Cut-out: classic, because SAM cannot run here: {error}"
+    return f"Cut-out: SAM ({model})."

@@ -1,4 +1,4 @@
-"""Where things live. The one place for paths and their environment variables."""
+"""Where things live and which models run. The one place for paths, model ids and their environment variables."""
 
 from __future__ import annotations
 
@@ -17,13 +17,27 @@ DEFAULT_PORT = 7860
 class Settings:
     data_dir: Path
     model_cards_dir: Path = DEFAULT_MODEL_CARDS_DIR
+    segmentation_backend: str = "auto"  # auto | classic | sam
+    sam_model: str | None = None  # Hub id or folder; None: STUDIO_SAM_MODEL or pipeline.sam.DEFAULT_SAM_MODEL
+    category_backend: str = "auto"  # auto | clip | heuristic
+    category_model: str | None = None  # None: STUDIO_CATEGORY_MODEL or the default fashion CLIP
 
     @classmethod
-    def from_env(cls, data_dir: str | os.PathLike | None = None) -> "Settings":
-        """`data_dir` wins over `STUDIO_DATA_DIR`, which wins over `./data`."""
-        chosen = data_dir or os.environ.get("STUDIO_DATA_DIR") or DEFAULT_DATA_DIR
-        cards = os.environ.get("STUDIO_MODEL_CARDS_DIR") or DEFAULT_MODEL_CARDS_DIR
-        return cls(data_dir=Path(chosen).resolve(), model_cards_dir=Path(cards).resolve())
+    def from_env(cls, data_dir: str | os.PathLike | None = None, *, segmentation_backend: str | None = None,
+                 sam_model: str | None = None, category_backend: str | None = None,
+                 category_model: str | None = None) -> "Settings":
+        """Explicit arguments win over environment variables (STUDIO_*), which win over the defaults."""
+        env = os.environ.get
+        chosen = data_dir or env("STUDIO_DATA_DIR") or DEFAULT_DATA_DIR
+        cards = env("STUDIO_MODEL_CARDS_DIR") or DEFAULT_MODEL_CARDS_DIR
+        return cls(
+            data_dir=Path(chosen).resolve(),
+            model_cards_dir=Path(cards).resolve(),
+            segmentation_backend=segmentation_backend or env("STUDIO_SEGMENTATION_BACKEND") or "auto",
+            sam_model=sam_model or env("STUDIO_SAM_MODEL") or None,
+            category_backend=category_backend or env("STUDIO_CATEGORY_BACKEND") or "auto",
+            category_model=category_model or env("STUDIO_CATEGORY_MODEL") or None,
+        )
 
     @property
     def database_path(self) -> Path:

@@ -17,7 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.attributes import color_from_hex, dominant_color, guess_category, parse_category
+from pipeline.attributes import color_from_hex, dominant_color, parse_category
+from pipeline.category_model import predict_category
 from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
 from pipeline.generation import (
     FILE_FORMATS,
@@ -32,7 +33,7 @@ from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.presets import parse_background
 from pipeline.jobs import JobRunner, ProgressReporter
 from pipeline.model_cards import load_model_cards
-from pipeline.segmentation import describe_segmentation_backend, get_segmenter
+from pipeline.segmentation import Segmentation, describe_segmentation_backend, get_segmenter, parse_points
 from pipeline.settings import Settings
 from storage import FileStore, RecordNotFound, StudioDatabase
 from storage.locks import DataDirLock
@@ -94,7 +95,8 @@ class Studio:
     # -- status -------------------------------------------------------------------------------
 
     def backend_status(self) -> dict[str, str]:
-        return {"segmentation": describe_segmentation_backend(),
+        segmentation = describe_segmentation_backend(self.settings.segmentation_backend, self.settings.sam_model)
+        return {"segmentation": segmentation,
                 "generation": "Ghost photos: available (no weights needed). " + DIFFUSION_UNAVAILABLE}
 
     def virtual_models(self) -> list[dict[str, Any]]:
@@ -112,11 +114,11 @@ class Studio:
     # -- garments -----------------------------------------------------------------------------
 
     def upload_garment(self, path: str | Path, filename: str | None = None, segment: bool = True,
-                       backend: str = "auto") -> dict[str, Any]:
+                       backend: str | None = None) -> dict[str, Any]:
         """Validates and stores a photo, then cuts the garment out unless `segment` is false.
 
         A refused photo raises InputError and leaves nothing stored."""
-        get_segmenter(backend)  # an unusable backend is refused before anything is stored
+        self._segmenter(backend)  # an unusable backend is refused before anything is stored
         ingested = ingest_file(path)
         relative = self.files.write("originals", ingested.original, ingested.extension)
         try:
@@ -132,31 +134,62 @@ class Studio:
             return self.segment_garment(garment["id"], backend)
         return self._public_garment(garment)
 
-    def segment_garment(self, garment_id: str, backend: str = "auto") -> dict[str, Any]:
-        """Cuts the garment out (again) and detects its colour and, if not yet set, its category.
+    def segment_garment(self, garment_id: str, backend: str | None = None) -> dict[str, Any]:
+        """Cuts the garment out (again) and detects its colour and, unless the seller set it, its category.
 
-        A photo in which no garment can be found is recorded as `failed` with the reason, not raised."""
+        `backend` is auto, classic or sam; None uses the studio's setting. A photo in which no garment can be
+        found is recorded as `failed` with the reason, not raised."""
         garment = self._garment(garment_id)
-        segmenter = get_segmenter(backend)
+        segmenter = self._segmenter(backend)
         image = self._garment_image(garment)
         try:
-            segmentation = segmenter.segment(image)
+            segmentation = segmenter.segment(image, cache_key=garment_id)
+            if not segmentation.mask.any():
+                raise SegmentationError(f"The {segmenter.name} cut-out found no garment: click on the garment "
+                                        "to mark it, or try another backend.")
         except SegmentationError as error:
             return self._public_garment(self.database.update_garment(
                 garment_id, status="failed", error_message=str(error), segmentation_backend=segmenter.name))
-        mask_url = self.files.write("masks", _encode_mask(segmentation.mask), ".png")
-        color = dominant_color(image, segmentation.mask)
+        return self._store_segmentation(garment, image, segmentation, points=[])
+
+    def preview_refinement(self, garment_id: str, points: Sequence[Sequence[float]],
+                           backend: str | None = None) -> Segmentation:
+        """The cut-out the clicks would give, without storing it. Points are [x, y, label] in photo pixels,
+        label 1 for garment and 0 for background. The first call per garment computes SAM's image embedding;
+        later clicks reuse it."""
+        garment = self._garment(garment_id)
+        image = self._garment_image(garment)
+        clicks = parse_points(points, image.size)
         try:
-            updated = self.database.update_garment(
-                garment_id,
-                mask_image_url=mask_url,
-                segmentation_backend=segmentation.backend,
-                status="segmented",
-                error_message=None,
-                detected_color=color.name,
-                detected_color_hex=color.hex,
-                category=garment["category"] or guess_category(segmentation.mask),
-            )
+            return self._segmenter(backend, for_refinement=True).refine(image, clicks, cache_key=garment_id)
+        except SegmentationError as error:
+            raise InputError(f"{error} Add a click on the garment.") from error
+
+    def refine_garment(self, garment_id: str, points: Sequence[Sequence[float]],
+                       backend: str | None = None) -> dict[str, Any]:
+        """Stores the clicked cut-out as the garment's mask, with its points."""
+        segmentation = self.preview_refinement(garment_id, points, backend)
+        garment = self._garment(garment_id)
+        clicks = parse_points(points, (garment["width"], garment["height"]))
+        return self._store_segmentation(garment, self._garment_image(garment), segmentation, clicks)
+
+    def _store_segmentation(self, garment: dict[str, Any], image: Image.Image, segmentation: Segmentation,
+                            points: list) -> dict[str, Any]:
+        if not segmentation.mask.any():
+            raise InputError("That cut-out is empty: click on the garment to add it back.")
+        color = dominant_color(image, segmentation.mask)
+        values: dict[str, Any] = {
+            "segmentation_backend": segmentation.backend, "status": "segmented", "error_message": None,
+            "detected_color": color.name, "detected_color_hex": color.hex, "mask_points": [list(p) for p in points],
+        }
+        if garment["category_source"] != "user":
+            prediction = predict_category(image, segmentation.mask, self.settings.category_backend,
+                                          self.settings.category_model)
+            values.update(category=prediction.category, category_source=prediction.backend,
+                          category_confidence=round(prediction.confidence, 4))
+        mask_url = self.files.write("masks", _encode_mask(segmentation.mask), ".png")
+        try:
+            updated = self.database.update_garment(garment["id"], mask_image_url=mask_url, **values)
         except BaseException:
             self.files.delete(mask_url)
             raise
@@ -164,13 +197,16 @@ class Studio:
             self.files.delete(garment["mask_image_url"])
         return self._public_garment(updated)
 
+    def _segmenter(self, backend: str | None, for_refinement: bool = False):
+        return get_segmenter(backend or self.settings.segmentation_backend, self.settings.sam_model, for_refinement)
+
     def update_garment(self, garment_id: str, category: str | None = None, color_name: str | None = None,
                        color_hex: str | None = None) -> dict[str, Any]:
         """Stores the seller's corrections. Empty values leave a field as it is."""
         self._garment(garment_id)
         values: dict[str, Any] = {}
         if category:
-            values["category"] = parse_category(category)
+            values.update(category=parse_category(category), category_source="user", category_confidence=None)
         if color_hex:
             named = color_from_hex(color_hex)
             values.update(detected_color=named.name, detected_color_hex=named.hex)

@@ -24,7 +24,7 @@ from storage.schema import migrations
 LOCAL_USER_EMAIL = "local@resell.studio"
 INTERRUPTED_JOB_MESSAGE = "The studio stopped while this job was running. Nothing was saved; run it again."
 
-JSON_COLUMNS = {"style_tags", "parameters", "model_ids"}
+JSON_COLUMNS = {"style_tags", "parameters", "model_ids", "mask_points"}
 
 
 class RecordNotFound(KeyError):

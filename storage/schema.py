@@ -101,3 +101,15 @@ def m001_initial(db: Database) -> None:
         )""")
     db.execute("CREATE INDEX output_images_by_generation ON output_images (generation_id, image_index)")
     db.execute("CREATE INDEX output_images_favorites ON output_images (generation_id) WHERE is_favorite = 1")
+
+
+CATEGORY_SOURCES = ("heuristic", "clip", "user")
+
+
+@migrations()
+def m002_refinement_and_category_source(db: Database) -> None:
+    """Click-to-refine points stored with the mask; where the category came from, and how sure it was."""
+    db.execute("ALTER TABLE garments ADD COLUMN mask_points TEXT NOT NULL DEFAULT '[]'")
+    db.execute(f"ALTER TABLE garments ADD COLUMN category_source TEXT {_one_of('category_source', CATEGORY_SOURCES)}")
+    db.execute("ALTER TABLE garments ADD COLUMN category_confidence REAL "
+               "CHECK (category_confidence BETWEEN 0 AND 1)")

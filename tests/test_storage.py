@@ -51,7 +51,7 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     database.close()
     reopened = StudioDatabase(tmp_path / "studio.db")
     assert migrations.pending(reopened.db) == []
-    assert [m.name for m in migrations.applied(reopened.db)] == ["m001_initial"]
+    assert [m.name for m in migrations.applied(reopened.db)] == ["m001_initial", "m002_refinement_and_category_source"]
     reopened.close()
 
 
@@ -228,3 +228,20 @@ def test_data_dir_lock_is_held_by_one_process_at_a_time(tmp_path):
     third = DataDirLock(tmp_path)
     assert third.acquired
     third.release()
+
+
+def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path):
+    from sqlite_utils import Database
+
+    old = Database(tmp_path / "studio.db")
+    migrations.apply(old, stop_before="m002_refinement_and_category_source")
+    old["users"].insert({"id": "u1", "email": "a@b.c", "subscription_plan": "free", "created_at": "2026-01-01"})
+    old["garments"].insert({"id": "g1", "owner_id": "u1", "original_image_url": "originals/x.jpg", "width": 10,
+                            "height": 10, "status": "segmented", "created_at": "2026-01-01"})
+    old.conn.close()
+    upgraded = StudioDatabase(tmp_path / "studio.db")
+    garment = upgraded.get_garment("g1")
+    assert garment["mask_points"] == [] and garment["category_source"] is None
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        upgraded.update_garment("g1", category_source="guess")
+    upgraded.close()

@@ -216,3 +216,44 @@ def test_a_second_process_on_the_same_data_dir_does_not_recover(settings, photo_
     finally:
         guest.close()
         owner.close()
+
+
+def test_clicks_refine_the_cut_out_and_are_stored(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    before = np.asarray(Image.open(studio.file_path(garment["mask_image_url"])).convert("L")) > 0
+    floor_point, shirt_point = (30.0, 30.0, 1), (300.0, 500.0, 0)  # mark floor as garment, shirt as background
+    assert not before[30, 30] and before[500, 300]
+    preview = studio.preview_refinement(garment["id"], [floor_point, shirt_point], backend="classic")
+    assert preview.mask[30, 30] == 255 and preview.mask[500, 300] == 0
+    assert studio.get_garment(garment["id"])["mask_image_url"] == garment["mask_image_url"]  # a preview stores nothing
+
+    refined = studio.refine_garment(garment["id"], [floor_point, shirt_point], backend="classic")
+    assert refined["mask_points"] == [[30.0, 30.0, 1], [300.0, 500.0, 0]]
+    assert refined["segmentation_backend"] == "classic"
+    stored = np.asarray(Image.open(studio.file_path(refined["mask_image_url"])).convert("L"))
+    assert stored[30, 30] == 255 and stored[500, 300] == 0
+    assert not studio.files.exists(garment["mask_image_url"])  # the replaced mask is gone
+
+
+@pytest.mark.parametrize("points, message", [
+    ([[10, 10]], "label"), ([[5000, 10, 1]], "outside"), ([[10, 10, 7]], "label"), ([["a", 1, 1]], "label"),
+])
+def test_bad_clicks_are_explained(studio, photo_path, points, message):
+    garment = studio.upload_garment(photo_path)
+    with pytest.raises(InputError, match=message):
+        studio.refine_garment(garment["id"], points, backend="classic")
+
+
+def test_sam_asked_for_without_weights_is_an_error_not_a_silent_fallback(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    with pytest.raises(BackendUnavailableError, match="SAM"):
+        studio.segment_garment(garment["id"], backend="sam")
+    assert studio.get_garment(garment["id"])["segmentation_backend"] == "classic"
+
+
+def test_category_source_follows_who_set_it(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    assert garment["category_source"] == "heuristic"  # no CLIP weights offline
+    edited = studio.update_garment(garment["id"], category="dress")
+    assert (edited["category_source"], edited["category_confidence"]) == ("user", None)
+    assert studio.segment_garment(garment["id"])["category"] == "dress"
