@@ -78,6 +78,14 @@ def _grabcut_with_clicks(image: Image.Image, base: np.ndarray, points: Sequence[
     small_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA) >= 128
     labels = np.where(small_base, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
     radius = max(2, round(CLICK_RADIUS_FRACTION * max(size)))
+    reach = small_base.astype(np.uint8)
+    for x, y, label in points:
+        if label:
+            cv2.circle(reach, (int(round(x * scale)), int(round(y * scale))), radius * 4, 1, thickness=-1)
+    # Clicks correct the cut-out near where it is (or near a garment click); far away stays background, so
+    # fixing one edge never lets the mask spill somewhere else.
+    near = cv2.dilate(reach, np.ones((radius * 4 + 1, radius * 4 + 1), np.uint8)) > 0
+    labels[~near] = cv2.GC_BGD
     for x, y, label in points:
         centre = (int(round(x * scale)), int(round(y * scale)))
         cv2.circle(labels, centre, radius, int(cv2.GC_FGD if label else cv2.GC_BGD), thickness=-1)

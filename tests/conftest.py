@@ -13,6 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pipeline.settings import Settings  # noqa: E402
+from tiny_models import tiny_clip_folder, tiny_sam_folder  # noqa: E402,F401  (shared fixtures)
 
 
 def tshirt_polygon(width: int, height: int) -> list[tuple[float, float]]:

@@ -111,3 +111,42 @@ def test_demo_is_there_for_spaces(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("Blocks")
     assert (tmp_path / "space-data" / "studio.db").is_file()
+
+
+@pytest.fixture
+def sam_studio(tmp_path, tiny_sam_folder, tiny_clip_folder):
+    from pipeline.settings import Settings
+    from pipeline.studio import Studio
+
+    settings = Settings.from_env(tmp_path / "sam-data", segmentation_backend="sam", sam_model=str(tiny_sam_folder),
+                                 category_backend="clip", category_model=str(tiny_clip_folder))
+    studio = Studio.open(settings)
+    yield studio
+    studio.close()
+
+
+def test_refine_with_sam_through_the_api(sam_studio, photo_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    demo = create_demo(sam_studio)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(sam_studio))
+    try:
+        client = Client(url, verbose=False)
+        garment = client.predict(handle_file(str(photo_path)), api_name="/upload_garment")
+        assert garment["segmentation_backend"] == "sam"  # never silently the classic cut-out
+        assert garment["category_source"] == "clip" and 0 < garment["category_confidence"] <= 1
+
+        points = [[300, 450, 1], [40, 40, 0], [560, 760, 1]]
+        refined = client.predict(garment["id"], points, api_name="/refine_garment")
+        assert refined["segmentation_backend"] == "sam" and refined["status"] == "segmented"
+        assert refined["mask_points"] == [[300.0, 450.0, 1], [40.0, 40.0, 0], [560.0, 760.0, 1]]
+        mask = Image.open(sam_studio.file_path(refined["mask_image_url"])).convert("L")
+        assert mask.size == (600, 800)
+        assert mask.getpixel((300, 450)) == 255 and mask.getpixel((560, 760)) == 255
+        assert mask.getpixel((40, 40)) == 0
+
+        sam = sam_studio._segmenter(None)
+        assert sam.name == "sam" and sam.encoder_runs == 1  # upload and refinement shared one image embedding
+        with pytest.raises(Exception, match="outside"):
+            client.predict(garment["id"], [[9000, 1, 1]], api_name="/refine_garment")
+    finally:
+        demo.close()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import string
 import time
 from pathlib import Path
 
@@ -24,45 +23,7 @@ from pipeline.category_model import (
 )
 from pipeline.errors import BackendUnavailableError, InputError
 from tests.conftest import garment_photo
-
-TINY_IMAGE_SIZE = 32
-
-
-def build_tiny_clip(folder: Path) -> Path:
-    """A random 32-wide, 2-layer CLIPModel with its CLIPProcessor, saved to `folder`; returns the folder.
-
-    The tokenizer is character level: a vocab of every printable character (alone and as a word end, "</w>")
-    and no merges, so any lower-case English prompt tokenizes without the Hub's tokenizer files.
-    """
-    import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for symbol in symbols:
-        vocab[symbol] = len(vocab)
-        vocab[symbol + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
-
-    image_processor = CLIPImageProcessor(
-        size={"shortest_edge": TINY_IMAGE_SIZE}, crop_size={"height": TINY_IMAGE_SIZE, "width": TINY_IMAGE_SIZE})
-    config = CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, projection_dim=32,
-                         bos_token_id=0, eos_token_id=1, pad_token_id=1),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                           image_size=TINY_IMAGE_SIZE, patch_size=8, projection_dim=32),
-        projection_dim=32,
-    )
-    torch.manual_seed(0)
-    CLIPModel(config).eval().save_pretrained(folder)
-    CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer).save_pretrained(folder)
-    return folder
-
+from tiny_models import build_tiny_clip
 
 @pytest.fixture(scope="module")
 def tiny_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:

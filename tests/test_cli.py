@@ -70,3 +70,13 @@ def test_errors_are_one_actionable_line(tmp_path, photo_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_segment_with_a_local_sam_checkpoint(tmp_path, photo_path, tiny_sam_folder):
+    result = run("segment", str(photo_path), "--backend", "sam", "--sam-model", str(tiny_sam_folder),
+                 "--out", str(tmp_path / "masks"), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout)
+    assert line["backend"] == "sam"
+    with Image.open(line["mask"]) as mask:
+        assert mask.mode == "L" and mask.size == (600, 800)
