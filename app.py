@@ -180,7 +180,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="Resell Studio") as demo:
         gr.Markdown("# Resell Studio\nPhotograph a garment on the floor, a bed or a hanger; get clean photos for "
                     "every marketplace.")
-        gr.Markdown(f"<small>{status['segmentation']}<br>{status['generation']}</small>")
+        gr.Markdown(f"<small>{status['segmentation']}<br>{status['category']}<br>{status['generation']}</small>")
         garment_id = gr.State("")
         clicks = gr.State([])
         output_ids = gr.State([])

@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.attributes import color_from_hex, dominant_color, parse_category
-from pipeline.category_model import predict_category
+from pipeline.category_model import predict_category, resolve_category_model
 from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
 from pipeline.generation import (
     FILE_FORMATS,
@@ -96,8 +96,16 @@ class Studio:
 
     def backend_status(self) -> dict[str, str]:
         segmentation = describe_segmentation_backend(self.settings.segmentation_backend, self.settings.sam_model)
-        return {"segmentation": segmentation,
+        return {"segmentation": segmentation, "category": self._describe_category_backend(),
                 "generation": "Ghost photos: available (no weights needed). " + DIFFUSION_UNAVAILABLE}
+
+    def _describe_category_backend(self) -> str:
+        backend, model = self.settings.category_backend, resolve_category_model(self.settings.category_model)
+        if backend == "heuristic":
+            return "Category: shape heuristic (chosen in the settings)."
+        if backend == "clip":
+            return f"Category: CLIP ({model})."
+        return f"Category: CLIP ({model}) when its weights load, else a shape heuristic; each garment shows which."
 
     def virtual_models(self) -> list[dict[str, Any]]:
         models = []
