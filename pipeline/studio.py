@@ -31,7 +31,7 @@ from pipeline.generation import (
 )
 from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.presets import parse_background
-from pipeline.jobs import JobRunner, ProgressReporter
+from pipeline.jobs import JobContext, JobRunner
 from pipeline.model_cards import load_model_cards
 from pipeline.segmentation import Segmentation, describe_segmentation_backend, get_segmenter, parse_points
 from pipeline.settings import Settings
@@ -41,6 +41,7 @@ from storage.locks import DataDirLock
 log = logging.getLogger(__name__)
 
 GHOST_MODEL_ID = "ghost_01"
+CANCELLED_MESSAGE = "Cancelled."
 DIFFUSION_UNAVAILABLE = ("On-model photos need the diffusion backend and its model weights, "
                          "which this version of the studio does not include yet.")
 MAX_COLOR_NAME_LENGTH = 40
@@ -63,13 +64,13 @@ class Studio:
         self._images_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, workers: int = 2) -> "Studio":
+    def open(cls, settings: Settings) -> "Studio":
         """Opens (creating or upgrading) the data directory, loads the model cards and recovers from a crash."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         database = StudioDatabase(settings.database_path)
         database.sync_virtual_models(card.database_row() for card in load_model_cards(settings.model_cards_dir))
         lock = DataDirLock(settings.data_dir)
-        studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(workers), lock)
+        studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(), lock)
         if lock.acquired:  # otherwise another live studio process owns these jobs and files
             studio.recover()
         return studio
@@ -294,11 +295,25 @@ class Studio:
         limit, offset = _page(limit, offset)
         return self.database.list_generations(self.owner_id, garment_id or None, limit, offset)
 
-    def _submit(self, generation_id: str) -> None:
-        self.runner.submit(generation_id, lambda report: self._run_generation(generation_id, report))
+    def cancel_generation(self, generation_id: str) -> dict[str, Any]:
+        """Stops a queued or running job; it ends `failed` with "Cancelled." and keeps no files."""
+        generation = self._generation(generation_id)
+        if generation["status"] not in ("pending", "processing"):
+            raise InputError(f"This generation has already ended ({generation['status']}); nothing to cancel.")
+        self.runner.cancel(generation_id)
+        if generation["status"] == "pending":
+            self.database.fail_generation(generation_id, CANCELLED_MESSAGE)
+        return self.get_generation(generation_id)
 
-    def _run_generation(self, generation_id: str, report: ProgressReporter) -> None:
-        generation = self.database.start_generation(generation_id)
+    def _submit(self, generation_id: str, lane: str = "cpu") -> None:
+        self.runner.submit(generation_id, lambda job: self._run_generation(generation_id, job), lane)
+
+    def _run_generation(self, generation_id: str, job: JobContext) -> None:
+        try:
+            generation = self.database.start_generation(generation_id)
+        except ValueError:  # cancelled (or already run) before it could start
+            return
+        report = job.report
         written: list[str] = []
         try:
             garment = self.database.get_garment(generation["garment_id"])

@@ -113,3 +113,14 @@ def m002_refinement_and_category_source(db: Database) -> None:
     db.execute(f"ALTER TABLE garments ADD COLUMN category_source TEXT {_one_of('category_source', CATEGORY_SOURCES)}")
     db.execute("ALTER TABLE garments ADD COLUMN category_confidence REAL "
                "CHECK (category_confidence BETWEEN 0 AND 1)")
+
+
+@migrations()
+def m003_on_model_generation(db: Database) -> None:
+    """Per-image seeds, the garment-fidelity score, AI-generated outputs, and re-runs of past generations."""
+    db.execute("ALTER TABLE output_images ADD COLUMN seed INTEGER")
+    db.execute("ALTER TABLE output_images ADD COLUMN is_ai_generated INTEGER NOT NULL DEFAULT 0 "
+               "CHECK (is_ai_generated IN (0, 1))")
+    db.execute("ALTER TABLE output_images ADD COLUMN fidelity_delta_e REAL CHECK (fidelity_delta_e >= 0)")
+    db.execute("ALTER TABLE output_images ADD COLUMN fidelity_flagged INTEGER CHECK (fidelity_flagged IN (0, 1))")
+    db.execute("ALTER TABLE generations ADD COLUMN rerun_of TEXT REFERENCES generations(id) ON DELETE SET NULL")

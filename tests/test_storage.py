@@ -51,7 +51,8 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     database.close()
     reopened = StudioDatabase(tmp_path / "studio.db")
     assert migrations.pending(reopened.db) == []
-    assert [m.name for m in migrations.applied(reopened.db)] == ["m001_initial", "m002_refinement_and_category_source"]
+    assert [m.name for m in migrations.applied(reopened.db)] == [
+        "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation"]
     reopened.close()
 
 
