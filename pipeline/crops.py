@@ -25,10 +25,10 @@ def crop_to_shape(image: Image.Image, aspect_ratio: str, size: tuple[int, int], 
     return image.crop(window).resize(size, Image.Resampling.LANCZOS)
 
 
-def keypoints_box(keypoints: list, width: int, height: int) -> Box | None:
-    """The box around a pose's visible keypoints (normalised 0..1), in pixels of a width x height image."""
-    visible = [point for point in keypoints if point is not None]
+def points_box(points: list[tuple[float, float] | None]) -> Box | None:
+    """The box around the points that are there (pose keypoints in pixels), or None."""
+    visible = [point for point in points if point is not None]
     if not visible:
         return None
-    xs, ys = [x * width for x, _ in visible], [y * height for _, y in visible]
+    xs, ys = [x for x, _ in visible], [y for _, y in visible]
     return min(xs), min(ys), max(xs), max(ys)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.crops import crop_to_shape, keypoints_box
+from pipeline.crops import crop_to_shape, points_box
 
 
 def marked(width: int, height: int, dot: tuple[int, int]) -> Image.Image:
@@ -27,6 +27,6 @@ def test_the_crop_follows_the_focus_and_stays_inside():
     assert crop[..., 0].max() < 128  # centred on the whole image, the dot at x=1500 falls outside
 
 
-def test_keypoints_box_ignores_missing_points():
-    assert keypoints_box([None, [0.5, 0.1], [0.25, 0.9], None], 200, 100) == (50, 10, 100, 90)
-    assert keypoints_box([None, None], 10, 10) is None
+def test_points_box_ignores_missing_points():
+    assert points_box([None, (100, 10), (50, 90), None]) == (50, 10, 100, 90)
+    assert points_box([None, None]) is None
