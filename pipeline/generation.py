@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -69,6 +70,10 @@ def encode_image(image: Image.Image, file_format: str) -> bytes:
 class RenderedOutput:
     spec: OutputSpec
     image: Image.Image
+    image_index: int = 0  # which generated image this is a crop of; crops of one image share it
+    seed: int | None = None
+    ai_generated: bool = False
+    fidelity: Any = None  # pipeline.fidelity.FidelityScore for generated images
 
 
 class GhostBackend:

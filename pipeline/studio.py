@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import asdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,13 @@ from PIL import Image
 from pipeline.attributes import color_from_hex, dominant_color, parse_category
 from pipeline.category_model import predict_category, resolve_category_model
 from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
+from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
+from pipeline.disclosure import encode_with_disclosure
 from pipeline.generation import (
     FILE_FORMATS,
     GhostBackend,
     OutputSpec,
+    RenderedOutput,
     encode_image,
     parse_file_format,
     plan_outputs,
@@ -32,18 +36,20 @@ from pipeline.generation import (
 from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.presets import parse_background
 from pipeline.jobs import JobContext, JobRunner
-from pipeline.model_cards import load_model_cards
+from pipeline.model_cards import ModelCard, load_model_cards
+from pipeline.on_model import OnModelOptions, OnModelPlan, plan_on_model, render_on_model
 from pipeline.segmentation import Segmentation, describe_segmentation_backend, get_segmenter, parse_points
 from pipeline.settings import Settings
+from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
 from storage.locks import DataDirLock
 
 log = logging.getLogger(__name__)
 
+_UNCHECKED = object()
 GHOST_MODEL_ID = "ghost_01"
 CANCELLED_MESSAGE = "Cancelled."
-DIFFUSION_UNAVAILABLE = ("On-model photos need the diffusion backend and its model weights, "
-                         "which this version of the studio does not include yet.")
+ON_CPU_NOTE = "runs on the CPU here, so expect minutes per image"
 MAX_COLOR_NAME_LENGTH = 40
 IMAGE_CACHE_SIZE = 3
 
@@ -62,6 +68,8 @@ class Studio:
         self.owner_id = database.ensure_local_user()["id"]
         self._images: OrderedDict[str, Image.Image] = OrderedDict()
         self._images_lock = threading.Lock()
+        self._diffusion_lock = threading.Lock()
+        self._diffusion_reason: object = _UNCHECKED
 
     @classmethod
     def open(cls, settings: Settings) -> "Studio":
@@ -98,7 +106,13 @@ class Studio:
     def backend_status(self) -> dict[str, str]:
         segmentation = describe_segmentation_backend(self.settings.segmentation_backend, self.settings.sam_model)
         return {"segmentation": segmentation, "category": self._describe_category_backend(),
-                "generation": "Ghost photos: available (no weights needed). " + DIFFUSION_UNAVAILABLE}
+                "generation": self._describe_generation_backends()}
+
+    def _describe_generation_backends(self) -> str:
+        models = self.diffusion_models()
+        reason = self._diffusion_unavailable_reason()
+        state = f"unavailable: {reason}" if reason else f"available ({models.family}: {models.base_model})"
+        return f"Ghost photos: available (no weights needed). On-model photos: {state}"
 
     def _describe_category_backend(self) -> str:
         backend, model = self.settings.category_backend, resolve_category_model(self.settings.category_model)
@@ -118,7 +132,40 @@ class Studio:
     def _model_availability(self, model: dict[str, Any]) -> tuple[bool, str | None]:
         if model["backend"] == self.ghost_backend.name:
             return True, None
-        return False, DIFFUSION_UNAVAILABLE
+        reason = self._diffusion_unavailable_reason()
+        return reason is None, reason
+
+    def diffusion_models(self) -> DiffusionModels:
+        s = self.settings
+        return models_from(s.diffusion_family, base_model=s.base_model, controlnet=s.controlnet,
+                           ip_adapter=s.ip_adapter, ip_adapter_subfolder=s.ip_adapter_subfolder,
+                           ip_adapter_weight_name=s.ip_adapter_weight_name, image_encoder=s.image_encoder,
+                           image_encoder_subfolder=s.image_encoder_subfolder, lora=s.lora,
+                           lora_weight_name=s.lora_weight_name)
+
+    def _diffusion_unavailable_reason(self) -> str | None:
+        """Why on-model photos cannot be made here, or None; checked once (a load failure replaces it)."""
+        with self._diffusion_lock:
+            if self._diffusion_reason is _UNCHECKED:
+                models = self.diffusion_models()
+                encoder_config = "/".join(filter(None, [models.image_encoder_subfolder, "config.json"]))
+                adapter_file = "/".join(filter(None, [models.ip_adapter_subfolder, models.ip_adapter_weight_name]))
+                self._diffusion_reason = unavailable_reason([
+                    ("base model", models.base_model, "model_index.json"),
+                    ("ControlNet", models.controlnet, "config.json"),
+                    ("IP-Adapter", models.ip_adapter, adapter_file),
+                    ("image encoder", models.image_encoder, encoder_config),
+                ])
+            return self._diffusion_reason
+
+    def _diffusion_backend(self) -> DiffusionBackend:
+        try:
+            return load_diffusion_backend(self.diffusion_models(), self.settings.diffusion_device,
+                                          cpu_offload=self.settings.cpu_offload, vae_tiling=self.settings.vae_tiling)
+        except BackendUnavailableError as error:
+            with self._diffusion_lock:
+                self._diffusion_reason = str(error)
+            raise
 
     # -- garments -----------------------------------------------------------------------------
 
@@ -249,28 +296,54 @@ class Studio:
 
     def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: Sequence[str] = (),
                  marketplaces: Sequence[str] = (), background: str = "white", file_format: str = "jpeg",
-                 wait: bool = False, timeout: float | None = None) -> dict[str, Any]:
-        """Queues a generation job and returns it (pending), or the finished job when `wait` is true."""
+                 wait: bool = False, timeout: float | None = None, options: OnModelOptions | None = None,
+                 rerun_of: str | None = None) -> dict[str, Any]:
+        """Queues a generation job and returns it (pending), or the finished job when `wait` is true.
+
+        Ghost models compose the real pixels; persona models run the diffusion pipeline with `options`
+        (defaults from the card and the model family). `rerun_of` records which past generation this repeats."""
         garment = self._garment(garment_id)
         if garment["status"] != "segmented":
             reason = f" The cut-out failed: {garment['error_message']}" if garment["error_message"] else ""
             raise InputError(f"This garment has no usable cut-out yet.{reason} Segment it again first.")
+        if rerun_of:
+            self._generation(rerun_of)
         model = self._virtual_model(model_id)
         available, reason = self._model_availability(model)
         if not available:
             raise BackendUnavailableError(f"{model['name']} ({model_id}) is unavailable: {reason}")
         specs = plan_outputs(aspect_ratios, marketplaces)
-        parameters = {
-            "outputs": spec_parameters(specs),
-            "background": parse_background(background),
-            "file_format": parse_file_format(file_format),
-        }
-        generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
-                                                     parameters=parameters)
-        self._submit(generation["id"])
+        parameters = {"outputs": spec_parameters(specs), "background": parse_background(background),
+                      "file_format": parse_file_format(file_format)}
+        if model["backend"] == self.ghost_backend.name:
+            generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
+                                                         parameters=parameters)
+            lane = "cpu"
+        else:
+            generation = self._create_on_model_generation(garment, model_id, parameters, options or OnModelOptions(),
+                                                          rerun_of)
+            lane = "gpu"
+        self._submit(generation["id"], lane)
         if wait:
             self.runner.wait(generation["id"], timeout)
         return self.get_generation(generation["id"])
+
+    def _create_on_model_generation(self, garment: dict[str, Any], model_id: str, parameters: dict[str, Any],
+                                    options: OnModelOptions, rerun_of: str | None) -> dict[str, Any]:
+        models = self.diffusion_models()
+        card = self._model_card(model_id)
+        plan = plan_on_model(card, garment["category"] or "top", garment["detected_color"] or "", options,
+                             models.family, few_step=bool(models.lora))
+        return self.database.create_generation(
+            garment["id"], model_id, "diffusion", parameters={**parameters, **plan.parameters()},
+            prompt_used=plan.prompt, negative_prompt=plan.negative_prompt, batch_size=len(plan.seeds),
+            seed=plan.seeds[0], model_ids=asdict(models), rerun_of=rerun_of)
+
+    def _model_card(self, model_id: str) -> ModelCard:
+        for card in load_model_cards(self.settings.model_cards_dir):
+            if card.id == model_id:
+                return card
+        raise NotFoundError(f"The card of virtual model {model_id!r} is missing from {self.settings.model_cards_dir}.")
 
     def get_generation(self, generation_id: str) -> dict[str, Any]:
         """The job with its outputs, and its progress while it runs."""
@@ -322,19 +395,18 @@ class Studio:
             image = self._garment_image(garment)
             mask = _decode_mask(self.files.read(garment["mask_image_url"]))
             specs = [OutputSpec(**spec) for spec in parameters["outputs"]]
-            rendered = self.ghost_backend.render(
-                image, mask, specs, parameters["background"],
-                progress=lambda fraction, message: report(0.1 + 0.8 * fraction, message),
-            )
+            progress = lambda fraction, message: report(0.1 + 0.8 * fraction, message)  # noqa: E731
+            if generation["backend"] == self.ghost_backend.name:
+                rendered = self.ghost_backend.render(image, mask, specs, parameters["background"], progress)
+            else:
+                report(0.08, "Loading the diffusion pipeline")
+                plan = OnModelPlan(**{key: parameters[key] for key in OnModelPlan.__dataclass_fields__})
+                rendered = render_on_model(self._diffusion_backend(), plan, image, mask, specs, garment["category"],
+                                           garment["detected_color_hex"], progress, job.cancelled)
             report(0.9, "Saving")
-            file_format = parameters["file_format"]
-            outputs = []
-            for output in rendered:
-                url = self.files.write("outputs", encode_image(output.image, file_format), FILE_FORMATS[file_format])
-                written.append(url)
-                outputs.append({"image_url": url, "image_index": 0, "aspect_ratio": output.spec.aspect_ratio,
-                                "marketplace": output.spec.marketplace, "width": output.image.width,
-                                "height": output.image.height})
+            outputs = [self._save_output(output, parameters["file_format"], written) for output in rendered]
+            if job.cancelled():
+                raise GenerationCancelled()
             self.database.complete_generation(generation_id, outputs)
         except Exception as error:
             for url in written:
@@ -343,6 +415,19 @@ class Studio:
             if not isinstance(error, StudioError):
                 log.exception("generation %s failed", generation_id)
             self.database.fail_generation(generation_id, message)
+
+    def _save_output(self, output: RenderedOutput, file_format: str, written: list[str]) -> dict[str, Any]:
+        """Writes one output file (generated images carry the AI-disclosure metadata) and returns its row."""
+        encoded = (encode_with_disclosure(output.image, file_format) if output.ai_generated
+                   else encode_image(output.image, file_format))
+        url = self.files.write("outputs", encoded, FILE_FORMATS[file_format])
+        written.append(url)
+        fidelity = output.fidelity
+        return {"image_url": url, "image_index": output.image_index, "aspect_ratio": output.spec.aspect_ratio,
+                "marketplace": output.spec.marketplace, "width": output.image.width, "height": output.image.height,
+                "seed": output.seed, "is_ai_generated": int(output.ai_generated),
+                "fidelity_delta_e": round(fidelity.delta_e, 2) if fidelity else None,
+                "fidelity_flagged": int(fidelity.flagged) if fidelity else None}
 
     # -- outputs --------------------------------------------------------------------------------
 

@@ -193,7 +193,7 @@ class StudioDatabase:
     def create_generation(self, garment_id: str, target_model_id: str, backend: str, *,
                           parameters: dict[str, Any], prompt_used: str | None = None,
                           negative_prompt: str | None = None, batch_size: int = 1, seed: int | None = None,
-                          model_ids: dict[str, Any] | None = None) -> dict[str, Any]:
+                          model_ids: dict[str, Any] | None = None, rerun_of: str | None = None) -> dict[str, Any]:
         generation_id = new_id()
         with self.transaction() as db:
             db["generations"].insert(_encode({
@@ -208,6 +208,7 @@ class StudioDatabase:
                 "parameters": parameters,
                 "backend": backend,
                 "model_ids": model_ids or {},
+                "rerun_of": rerun_of,
                 "created_at": utc_now(),
             }))
         return self.get_generation(generation_id)

@@ -13,7 +13,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pipeline.settings import Settings  # noqa: E402
-from tiny_models import tiny_clip_folder, tiny_sam_folder  # noqa: E402,F401  (shared fixtures)
+from tiny_models import tiny_clip_folder, tiny_diffusion, tiny_sam_folder  # noqa: E402,F401  (shared fixtures)
 
 
 def tshirt_polygon(width: int, height: int) -> list[tuple[float, float]]:
@@ -63,3 +63,24 @@ def studio(settings: Settings):
 
 def files_under(folder: Path) -> list[Path]:
     return sorted(path for path in folder.rglob("*") if path.is_file())
+
+
+def tiny_diffusion_settings(base: Settings, tiny) -> Settings:
+    """`base` with the tiny diffusion stack as its on-model checkpoints (local folders, no Hub)."""
+    import dataclasses
+
+    models = tiny.models
+    return dataclasses.replace(
+        base, diffusion_family=models.family, base_model=models.base_model, controlnet=models.controlnet,
+        ip_adapter=models.ip_adapter, ip_adapter_subfolder=models.ip_adapter_subfolder,
+        ip_adapter_weight_name=models.ip_adapter_weight_name, image_encoder=models.image_encoder,
+        image_encoder_subfolder=models.image_encoder_subfolder, diffusion_device="cpu")
+
+
+@pytest.fixture
+def diffusion_studio(settings: Settings, tiny_diffusion):
+    from pipeline.studio import Studio
+
+    studio = Studio.open(tiny_diffusion_settings(settings, tiny_diffusion))
+    yield studio
+    studio.close()

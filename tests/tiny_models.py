@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import json
 import string
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from pipeline.diffusion import DiffusionModels
 
 TINY_SAM_IMAGE_SIZE = 64
 TINY_SAM_PATCH_SIZE = 8
@@ -130,3 +135,154 @@ def tiny_sam_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny CLIP checkpoint folder shared by the session."""
     return build_tiny_clip(tmp_path_factory.mktemp("tiny-clip"))
+
+
+# ---------------------------------------------------------------------------------------------- diffusion
+
+TINY_TEXT_WIDTH = 32
+
+
+@dataclass(frozen=True)
+class TinyDiffusion:
+    """A tiny random diffusion stack on disk, and the DiffusionModels that point at its folders."""
+
+    models: DiffusionModels
+    folder: Path
+
+
+def char_tokenizer(folder: Path):
+    """A CLIPTokenizer over single characters (no merges) with CLIP's 77-token window."""
+    from transformers import CLIPTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for symbol in symbols:
+        vocab[symbol] = len(vocab)
+        vocab[symbol + "</w>"] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    return CLIPTokenizer.from_pretrained(folder, model_max_length=77)
+
+
+def _tiny_text_config(vocab_size: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=vocab_size, hidden_size=TINY_TEXT_WIDTH, intermediate_size=64,
+                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=77,
+                          projection_dim=TINY_TEXT_WIDTH, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+
+
+def _tiny_unet(family: str):
+    from diffusers import UNet2DConditionModel
+
+    config = dict(block_out_channels=(32, 64), layers_per_block=1, sample_size=32, in_channels=4, out_channels=4,
+                  down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+                  up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), attention_head_dim=(2, 4), norm_num_groups=8,
+                  cross_attention_dim=TINY_TEXT_WIDTH)
+    if family == "sdxl":
+        # SDXL: the two text encoders' hidden states are concatenated, and the pooled text plus six size
+        # numbers (8-dim time embeddings each) enter through the "text_time" embedding.
+        config.update(cross_attention_dim=2 * TINY_TEXT_WIDTH, use_linear_projection=True,
+                      addition_embed_type="text_time", addition_time_embed_dim=8,
+                      projection_class_embeddings_input_dim=6 * 8 + TINY_TEXT_WIDTH)
+    return UNet2DConditionModel(**config)
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    # Four blocks give the real latent scale (1/8), so a 256 px image is a 32 x 32 latent.
+    return AutoencoderKL(block_out_channels=(8, 8, 16, 16), in_channels=3, out_channels=3, latent_channels=4,
+                         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                         layers_per_block=1, norm_num_groups=8, sample_size=64)
+
+
+def _tiny_image_encoder():
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    return CLIPVisionModelWithProjection(CLIPVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        image_size=TINY_CLIP_IMAGE_SIZE, patch_size=8, projection_dim=32))
+
+
+def tiny_ip_adapter_state_dict(unet, image_embed_dim: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random IP-Adapter (the original, non-"plus" kind) for `unet`, flat as in h94's .safetensors files.
+
+    "image_proj.*" is a Linear from the image embedding to 4 tokens of cross_attention_dim plus a LayerNorm;
+    "ip_adapter.{k}.to_k_ip/to_v_ip" are one key/value projection per cross-attention layer, numbered 1, 3, 5, ...
+    in the order of unet.attn_processors (the numbering of the original checkpoints).
+    """
+    tokens, width = 4, unet.config.cross_attention_dim
+
+    def random(*shape: int) -> torch.Tensor:
+        return torch.randn(*shape, generator=generator) * 0.2
+
+    weights = {
+        "image_proj.proj.weight": random(tokens * width, image_embed_dim),
+        "image_proj.proj.bias": random(tokens * width),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if not name.endswith("attn2.processor"):
+            continue
+        attention = unet.get_submodule(name.removesuffix(".processor"))
+        out_features, in_features = attention.to_k.weight.shape
+        weights[f"ip_adapter.{key_id}.to_k_ip.weight"] = random(out_features, in_features)
+        weights[f"ip_adapter.{key_id}.to_v_ip.weight"] = random(out_features, in_features)
+        key_id += 2
+    return weights
+
+
+def build_tiny_diffusion(folder: Path, family: str = "sd15", seed: int = TINY_SEED) -> TinyDiffusion:
+    """Write a tiny random SD 1.5 or SDXL ControlNet + IP-Adapter stack under `folder`.
+
+    folder/base (the pipeline, save_pretrained), folder/controlnet, folder/image_encoder and
+    folder/ip_adapter/ip-adapter.safetensors; the returned models point at them.
+    """
+    from diffusers import (ControlNetModel, EulerDiscreteScheduler, StableDiffusionPipeline,
+                           StableDiffusionXLPipeline)
+    from safetensors.torch import save_file
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
+
+    from pipeline.diffusion import DiffusionModels
+
+    folder = Path(folder)
+    torch.manual_seed(seed)
+    tokenizer = char_tokenizer(folder / "tokenizer-source")
+    text_config = _tiny_text_config(len(tokenizer.get_vocab()))
+    unet = _tiny_unet(family)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 8, 16, 16))
+    # The base folder is a plain text-to-image pipeline, as on the Hub; the loader adds the ControlNet.
+    parts = dict(unet=unet, vae=_tiny_vae(), scheduler=EulerDiscreteScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", steps_offset=1,
+        timestep_spacing="leading"), text_encoder=CLIPTextModel(text_config),
+        tokenizer=tokenizer, image_encoder=None, feature_extractor=None)
+    if family == "sdxl":
+        pipe = StableDiffusionXLPipeline(
+            **parts, text_encoder_2=CLIPTextModelWithProjection(text_config), tokenizer_2=tokenizer)
+    elif family == "sd15":
+        pipe = StableDiffusionPipeline(**parts, safety_checker=None, requires_safety_checker=False)
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    pipe.save_pretrained(folder / "base")
+    controlnet.save_pretrained(folder / "controlnet")
+    encoder = _tiny_image_encoder()
+    encoder.save_pretrained(folder / "image_encoder")
+    (folder / "ip_adapter").mkdir(parents=True, exist_ok=True)
+    generator = torch.Generator().manual_seed(seed)
+    save_file(tiny_ip_adapter_state_dict(unet, encoder.config.projection_dim, generator),
+              str(folder / "ip_adapter" / "ip-adapter.safetensors"))
+    models = DiffusionModels(
+        family=family, base_model=str(folder / "base"), controlnet=str(folder / "controlnet"),
+        ip_adapter=str(folder / "ip_adapter"), ip_adapter_subfolder="", ip_adapter_weight_name="ip-adapter.safetensors",
+        image_encoder=str(folder / "image_encoder"))
+    return TinyDiffusion(models=models, folder=folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_diffusion(tmp_path_factory: pytest.TempPathFactory) -> TinyDiffusion:
+    """A tiny SD 1.5 ControlNet + IP-Adapter stack shared by the session."""
+    return build_tiny_diffusion(tmp_path_factory.mktemp("tiny-diffusion"), "sd15")

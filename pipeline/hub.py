@@ -1,0 +1,84 @@
+"""Loading weights from a local folder or the Hugging Face Hub, local cache first, never hanging.
+
+The policy is the one `pipeline.sam` follows (its helpers are reused here, not copied): a folder is loaded as it
+is; a Hub id is first looked up in the local cache only; the network is tried only when `HF_HUB_OFFLINE` is not set
+(read at call time), after a quick reachability probe, with short per-request timeouts. Every failure becomes one
+`BackendUnavailableError` sentence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pipeline.errors import BackendUnavailableError
+from pipeline.sam import HUB_PROBE_TIMEOUT_S
+from pipeline.sam import _first_line as first_line
+from pipeline.sam import _hub_offline as hub_offline
+from pipeline.sam import _looks_like_path as looks_like_path
+from pipeline.sam import _short_hub_timeouts as short_hub_timeouts
+
+__all__ = ["first_line", "hub_offline", "load_local_first", "looks_like_path", "probe_hub", "short_hub_timeouts"]
+
+logger = logging.getLogger(__name__)
+
+Loaded = TypeVar("Loaded")
+
+
+def probe_hub(repo_id: str, what: str) -> None:
+    """Fail within seconds when `repo_id` cannot be reached, instead of the downloader's minute of retries."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    try:
+        HfApi().model_info(repo_id, timeout=HUB_PROBE_TIMEOUT_S)
+    except GatedRepoError as error:
+        raise BackendUnavailableError(
+            f"The {what} '{repo_id}' is gated on the Hugging Face Hub; log in with an account that has access."
+        ) from error
+    except RepositoryNotFoundError as error:
+        raise BackendUnavailableError(
+            f"There is no {what} '{repo_id}' on the Hugging Face Hub (nor a local folder of that name)."
+        ) from error
+    except Exception as error:  # noqa: BLE001 - connection, DNS, proxy, timeout errors all mean "unreachable"
+        raise BackendUnavailableError(
+            f"The {what} '{repo_id}' is not in the local Hugging Face cache and the Hub cannot be reached "
+            f"({first_line(error)}); download it once with network access, or pass a local folder."
+        ) from error
+
+
+def load_local_first(what: str, source: str, load: Callable[[bool], Loaded]) -> Loaded:
+    """`load(local_files_only)` for a folder or a Hub id, by the policy above; `what` names it in messages."""
+    if looks_like_path(source):
+        if not Path(source).expanduser().exists():
+            raise BackendUnavailableError(f"The {what} folder '{source}' does not exist.")
+        try:
+            return load(True)
+        except BackendUnavailableError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a broken checkpoint fails in many ways; one sentence for the user
+            raise BackendUnavailableError(f"The {what} in '{source}' cannot be loaded ({first_line(error)}).") from error
+    try:
+        return load(True)
+    except BackendUnavailableError:
+        raise
+    except Exception as error:  # noqa: BLE001 - not (completely) in the cache: try the Hub below
+        cached_error = error
+    if hub_offline():
+        raise BackendUnavailableError(
+            f"The {what} '{source}' is not available offline (HF_HUB_OFFLINE is set) and not in the local Hugging "
+            "Face cache; download it once with network access, or pass a local folder."
+        ) from cached_error
+    probe_hub(source, what)
+    logger.info("Downloading the %s %s from the Hugging Face Hub (first use).", what, source)
+    try:
+        with short_hub_timeouts():
+            return load(False)
+    except BackendUnavailableError:
+        raise
+    except Exception as error:  # noqa: BLE001 - any download failure is "weights unavailable" for the user
+        raise BackendUnavailableError(
+            f"The {what} '{source}' could not be downloaded from the Hugging Face Hub ({first_line(error)})."
+        ) from error

@@ -1,0 +1,141 @@
+"""On-model photos: a virtual model wearing the garment, through the diffusion backend.
+
+`plan_on_model` turns a model card, the garment's category and colour and the user's options into every value
+the pipeline gets (so a run can be repeated from what is stored); `render_on_model` runs it and returns one
+output per generated image and requested shape, each with its seed and garment-fidelity score.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from pipeline.category_model import garment_on_white
+from pipeline.crops import crop_to_shape, points_box
+from pipeline.diffusion import DiffusionBackend, DiffusionRequest, validate_request
+from pipeline.errors import InputError
+from pipeline.fidelity import FidelityScore, fidelity_score, garment_region
+from pipeline.generation import OutputSpec, RenderedOutput
+from pipeline.model_cards import ModelCard
+from pipeline.poses import POSE_ASPECT, choose_pose, keypoints_to_pixels, render_pose
+from pipeline.presets import ratio_size
+from pipeline.prompts import build_prompt
+
+# Portrait sizes each family was trained near; the full body fits, and crops are cut from them.
+FAMILY_SIZES = {"sdxl": (896, 1152), "sd15": (768, 1024)}
+DEFAULT_STEPS, FEW_STEPS = 30, 8
+DEFAULT_GUIDANCE = {"sdxl": 5.0, "sd15": 7.0}
+FEW_STEP_GUIDANCE = 1.5
+MAX_BATCH = 4
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class OnModelOptions:
+    """What a seller or an ML engineer may set; empty or None means "the card's / family's default"."""
+
+    prompt: str = ""
+    negative_prompt: str = ""
+    batch_size: int = 1
+    seed: int | None = None
+    steps: int | None = None
+    guidance_scale: float | None = None
+    ip_adapter_scale: float = 0.7
+    controlnet_scale: float = 0.8
+    width: int | None = None
+    height: int | None = None
+    pose: str = ""
+
+
+@dataclass(frozen=True)
+class OnModelPlan:
+    """Exactly what the pipeline receives; stored with the generation so it can be re-run."""
+
+    prompt: str
+    negative_prompt: str
+    pose: str
+    seeds: list[int]
+    steps: int
+    guidance_scale: float
+    ip_adapter_scale: float
+    controlnet_scale: float
+    width: int
+    height: int
+    keypoints: list = field(default_factory=list)
+
+    def parameters(self) -> dict:
+        return asdict(self)
+
+
+def plan_on_model(card: ModelCard, category: str, color_name: str, options: OnModelOptions, family: str,
+                  few_step: bool = False) -> OnModelPlan:
+    if not 1 <= options.batch_size <= MAX_BATCH:
+        raise InputError(f"Batch size must be between 1 and {MAX_BATCH}, not {options.batch_size}.")
+    pose = choose_pose(card, category, options.pose or None)
+    prompt, negative = build_prompt(card, category, color_name or "", pose)
+    width, height = FAMILY_SIZES[family]
+    base_seed = options.seed if options.seed is not None and options.seed >= 0 else random.randint(0, MAX_SEED)
+    steps = options.steps or (FEW_STEPS if few_step else DEFAULT_STEPS)
+    guidance = options.guidance_scale if options.guidance_scale is not None else (
+        FEW_STEP_GUIDANCE if few_step else DEFAULT_GUIDANCE[family])
+    return OnModelPlan(
+        prompt=options.prompt.strip() or prompt,
+        negative_prompt=options.negative_prompt.strip() or negative,
+        pose=pose.name,
+        seeds=[(base_seed + index) % (MAX_SEED + 1) for index in range(options.batch_size)],
+        steps=steps, guidance_scale=guidance,
+        ip_adapter_scale=options.ip_adapter_scale, controlnet_scale=options.controlnet_scale,
+        width=options.width or width, height=options.height or height,
+        keypoints=[list(point) if point is not None else None for point in pose.keypoints],
+    )
+
+
+def diffusion_request(plan: OnModelPlan, image: Image.Image, mask: np.ndarray) -> DiffusionRequest:
+    request = DiffusionRequest(
+        prompt=plan.prompt, negative_prompt=plan.negative_prompt,
+        garment_image=garment_on_white(image, mask),
+        pose_image=render_pose(plan.keypoints, plan.width, plan.height, aspect=POSE_ASPECT),
+        width=plan.width, height=plan.height, steps=plan.steps, guidance_scale=plan.guidance_scale,
+        ip_adapter_scale=plan.ip_adapter_scale, controlnet_scale=plan.controlnet_scale, seeds=list(plan.seeds),
+    )
+    validate_request(request)
+    return request
+
+
+def render_on_model(backend: DiffusionBackend, plan: OnModelPlan, image: Image.Image, mask: np.ndarray,
+                    specs: Sequence[OutputSpec], category: str, garment_hex: str | None,
+                    progress: Callable[[float, str], None] | None = None,
+                    should_cancel: Callable[[], bool] | None = None) -> list[RenderedOutput]:
+    generated = backend.generate(diffusion_request(plan, image, mask), progress, should_cancel)
+    pixels = keypoints_to_pixels(plan.keypoints, plan.width, plan.height, POSE_ASPECT)
+    focus = points_box(pixels)
+    outputs = []
+    for index, (picture, seed) in enumerate(zip(generated, plan.seeds)):
+        score = _fidelity(picture, category, plan.keypoints, garment_hex)
+        for spec in specs:
+            size = (spec.width, spec.height) if spec.width else _window_size(picture.size, spec.aspect_ratio)
+            outputs.append(RenderedOutput(spec=spec, image=crop_to_shape(picture, spec.aspect_ratio, size, focus),
+                                          image_index=index, seed=seed, ai_generated=True, fidelity=score))
+    return outputs
+
+
+def _window_size(size: tuple[int, int], aspect_ratio: str) -> tuple[int, int]:
+    """A plain aspect-ratio crop keeps the generated pixels as they are: no enlarging."""
+    width, height = size
+    ratio_w, ratio_h = (int(part) for part in aspect_ratio.split(":"))
+    window_w = min(width, height * ratio_w // ratio_h)
+    return ratio_size(aspect_ratio, max(window_w, window_w * ratio_h // ratio_w))
+
+
+def _fidelity(picture: Image.Image, category: str, keypoints: list, garment_hex: str | None) -> FidelityScore | None:
+    if not garment_hex:
+        return None
+    try:
+        return fidelity_score(garment_hex, picture, garment_region(picture, category, keypoints,
+                                                                   pose_aspect=POSE_ASPECT))
+    except InputError:
+        return None
