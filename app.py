@@ -17,7 +17,8 @@ import gradio as gr
 from gradio import FileData
 
 from pipeline.attributes import CATEGORIES
-from pipeline.errors import StudioError
+from pipeline.errors import InputError, StudioError
+from pipeline.on_model import OnModelOptions
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
 from pipeline.previews import mask_overlay, preview_scale, thumbnail
@@ -83,11 +84,34 @@ class StudioAPI:
 
     def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: list[str] | None = None,
                  marketplaces: list[str] | None = None, background: str = DEFAULT_BACKGROUND,
-                 file_format: str = "jpeg", wait: bool = False) -> dict:
+                 file_format: str = "jpeg", wait: bool = False, prompt: str = "", negative_prompt: str = "",
+                 batch_size: int = 1, seed: int = -1, steps: int = 0, guidance_scale: float = -1.0,
+                 ip_adapter_scale: float = 0.7, controlnet_scale: float = 0.8, width: int = 0, height: int = 0,
+                 pose: str = "") -> dict:
         """Start a generation job. Returns the job (status pending), or the finished job when `wait` is true.
-        Poll /generation with its id; its `outputs` list the images (ids for /download and /set_favorite)."""
+        Poll /generation with its id; its `outputs` list the images (ids for /download and /set_favorite).
+        Persona models (on-model photos) also take the diffusion parameters: an empty prompt, seed -1, steps 0,
+        guidance -1 and size 0 mean the card's and the model family's defaults; `prompt_used` shows the result."""
+        options = on_model_options(prompt, negative_prompt, batch_size, seed, steps, guidance_scale,
+                                   ip_adapter_scale, controlnet_scale, width, height, pose)
         return self.studio.generate(garment_id, model_id, aspect_ratios or [], marketplaces or [], background,
-                                    file_format, wait=bool(wait))
+                                    file_format, wait=bool(wait), options=options)
+
+    def rerun_generation(self, generation_id: str, wait: bool = False, prompt: str = "", negative_prompt: str = "",
+                         seed: int = -1, steps: int = 0, guidance_scale: float = -1.0, ip_adapter_scale: float = -1.0,
+                         controlnet_scale: float = -1.0) -> dict:
+        """Run a past generation again with its stored parameters and seeds; any value given here replaces the
+        stored one (empty, -1 and 0 keep it). The new job records `rerun_of`."""
+        changes = {"prompt": prompt or None, "negative_prompt": negative_prompt or None,
+                   "seed": seed if seed >= 0 else None, "steps": steps or None,
+                   "guidance_scale": guidance_scale if guidance_scale >= 0 else None,
+                   "ip_adapter_scale": ip_adapter_scale if ip_adapter_scale >= 0 else None,
+                   "controlnet_scale": controlnet_scale if controlnet_scale >= 0 else None}
+        return self.studio.rerun_generation(generation_id, wait=bool(wait), **changes)
+
+    def cancel_generation(self, generation_id: str) -> dict:
+        """Stop a queued or running job; it ends failed with "Cancelled." and keeps no files."""
+        return self.studio.cancel_generation(generation_id)
 
     def generation(self, generation_id: str) -> dict:
         """A generation job: status, progress, error_message, parameters and outputs."""
@@ -118,8 +142,25 @@ class StudioAPI:
         """The marketplace presets: key, name, aspect ratio and exact pixel size."""
         return [vars(preset) for preset in MARKETPLACES.values()]
 
-    ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate", "generation", "list_garments",
-                 "list_generations", "set_favorite", "download", "virtual_models", "marketplaces")
+    ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate",
+                 "rerun_generation", "cancel_generation", "generation", "list_garments", "list_generations",
+                 "set_favorite", "download", "virtual_models", "marketplaces")
+    GPU_ENDPOINTS = ("generate", "rerun_generation")
+
+
+def on_model_options(prompt: str = "", negative_prompt: str = "", batch_size: int = 1, seed: int = -1,
+                     steps: int = 0, guidance_scale: float = -1.0, ip_adapter_scale: float = 0.7,
+                     controlnet_scale: float = 0.8, width: int = 0, height: int = 0, pose: str = "") -> OnModelOptions:
+    """The API's and the panel's plain values as options: empty, -1 and 0 mean "the default"."""
+    try:
+        return OnModelOptions(
+            prompt=prompt or "", negative_prompt=negative_prompt or "", batch_size=int(batch_size or 1),
+            seed=int(seed) if seed is not None and int(seed) >= 0 else None, steps=int(steps or 0) or None,
+            guidance_scale=float(guidance_scale) if guidance_scale is not None and float(guidance_scale) >= 0 else None,
+            ip_adapter_scale=float(ip_adapter_scale), controlnet_scale=float(controlnet_scale),
+            width=int(width or 0) or None, height=int(height or 0) or None, pose=pose or "")
+    except (TypeError, ValueError) as error:
+        raise InputError(f"A diffusion parameter is not a number: {error}.") from None
 
 
 def _file_path_and_name(photo: Any) -> tuple[str, str | None]:
@@ -165,8 +206,10 @@ def _gallery_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]
     for output in outputs:
         star = "★ " if output["is_favorite"] else ""
         where = MARKETPLACES[output["marketplace"]].name if output["marketplace"] else output["aspect_ratio"]
+        seed = f" · seed {output['seed']}" if output.get("seed") is not None else ""
+        warning = " · ⚠ colour may differ from the item" if output.get("fidelity_flagged") else ""
         items.append((str(studio.file_path(output["image_url"])),
-                      f"{star}{where} · {output['width']}×{output['height']}"))
+                      f"{star}{where} · {output['width']}×{output['height']}{seed}{warning}"))
     return items
 
 
@@ -182,6 +225,10 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     "every marketplace.")
         gr.Markdown(f"<small>{status['segmentation']}<br>{status['category']}<br>{status['generation']}</small>")
         garment_id = gr.State("")
+        compare_pickers: dict[str, gr.Dropdown] = {}
+        compare_galleries: dict[str, gr.Gallery] = {}
+        compare_details: dict[str, gr.Markdown] = {}
+        running_jobs = gr.State([])
         clicks = gr.State([])
         output_ids = gr.State([])
         selected_output = gr.State("")
@@ -229,11 +276,44 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     background = gr.Dropdown(label="Background", choices=list(BACKGROUNDS), value=DEFAULT_BACKGROUND)
                     file_format = gr.Radio(label="File format", choices=list(FILE_FORMATS), value="jpeg")
                     generate_button = gr.Button("Generate photos", variant="primary", scale=2)
+                    cancel_button = gr.Button("Cancel", variant="stop", scale=1)
+                with gr.Accordion("Prompt tuning (on-model photos)", open=False):
+                    gr.Markdown("Empty fields, seed -1, steps 0, guidance -1 and size 0 use the model card's and the "
+                                "model family's defaults. *Load* fills the panel from a past generation of this "
+                                "garment; *Generate photos* then runs it again with your changes.")
+                    with gr.Row():
+                        past_runs = gr.Dropdown(label="Past generation", choices=[], scale=3)
+                        load_button = gr.Button("Load its parameters", scale=1)
+                    prompt_box = gr.Textbox(label="Prompt", lines=2, placeholder="built from the card, category and colour")
+                    negative_box = gr.Textbox(label="Negative prompt", lines=2, placeholder="the card's default")
+                    with gr.Row():
+                        batch_size = gr.Slider(1, 4, value=1, step=1, label="Batch size")
+                        seed_box = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                        steps_box = gr.Number(value=0, precision=0, label="Steps (0: default)")
+                        guidance_box = gr.Number(value=-1, label="Guidance (-1: default)")
+                    with gr.Row():
+                        ip_scale = gr.Slider(0, 2, value=0.7, step=0.05, label="IP-Adapter scale (garment)")
+                        control_scale = gr.Slider(0, 2, value=0.8, step=0.05, label="ControlNet scale (pose)")
+                        width_box = gr.Number(value=0, precision=0, label="Width (0: default)")
+                        height_box = gr.Number(value=0, precision=0, label="Height (0: default)")
+                        pose_box = gr.Textbox(label="Pose name", placeholder="best for the category")
+                    rerun_of = gr.State("")
+                job_details = gr.Markdown()
                 gallery = gr.Gallery(label="Results", columns=4, height=420, format="jpeg", allow_preview=True)
                 with gr.Row():
                     favorite_button = gr.Button("☆ Favourite", interactive=False)
                     download_button = gr.DownloadButton("Download", interactive=False)
                     output_info = gr.Markdown()
+
+            with gr.Tab("Compare", id="compare") as compare_tab:
+                gr.Markdown("Two generations of any garment side by side, with every parameter they were run with.")
+                with gr.Row():
+                    for side in ("A", "B"):
+                        with gr.Column():
+                            compare_pickers[side] = gr.Dropdown(label=f"Run {side}", choices=[])
+                            compare_galleries[side] = gr.Gallery(label=f"Run {side}", columns=2, height=360,
+                                                                 format="jpeg")
+                            compare_details[side] = gr.Markdown()
 
             with gr.Tab("History", id="history") as history_tab:
                 refresh_button = gr.Button("Refresh")
@@ -333,22 +413,54 @@ def create_demo(studio: Studio) -> gr.Blocks:
             return on_show_garment(chosen_id)
 
         def on_generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
-                     background_name: str, fmt: str, progress=gr.Progress()):
+                        background_name: str, fmt: str, prompt: str, negative: str, batch: int, seed: float,
+                        steps: float, guidance: float, ip: float, control: float, width: float, height: float,
+                        pose: str, repeat_of: str, progress=gr.Progress()):
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
             if not model_ids:
                 raise gr.Error("Pick at least one virtual model.")
-            jobs = [studio.generate(chosen_id, model_id, ratios, marketplaces, background_name, fmt)
-                    for model_id in model_ids]
-            finished = []
-            for number, job in enumerate(jobs):
-                finished.append(_wait_with_progress(studio, job["id"], progress, number, len(jobs)))
-            failures = [job["error_message"] for job in finished if job["status"] == "failed"]
-            for message in failures:
-                gr.Warning(f"A generation failed: {message}")
+            options = on_model_options(prompt, negative, batch, seed, steps, guidance, ip, control, width, height,
+                                       pose)
+            jobs = [studio.generate(chosen_id, model_id, ratios, marketplaces, background_name, fmt,
+                                    options=options, rerun_of=repeat_of or None) for model_id in model_ids]
+            finished = [_wait_with_progress(studio, job["id"], progress, number, len(jobs))
+                        for number, job in enumerate(jobs)]
+            for job in finished:
+                if job["status"] == "failed":
+                    gr.Warning(f"A generation failed: {job['error_message']}")
             items = [item for job in finished for item in _gallery_items(studio, job["outputs"])]
             ids = [output["id"] for job in finished for output in job["outputs"]]
-            return items, ids, ""
+            details = "\n\n".join(_job_details(job) for job in finished)
+            return items, ids, "", details, "", _past_runs(studio, chosen_id)
+
+        def on_cancel(chosen_id: str):
+            running = [job for job in studio.list_generations(chosen_id or None, limit=50)
+                       if job["status"] in ("pending", "processing")] if chosen_id else []
+            for job in running:
+                studio.cancel_generation(job["id"])
+            gr.Info(f"Cancelled {len(running)} job(s)." if running else "Nothing is running for this garment.")
+
+        def on_load_parameters(generation_id: str):
+            if not generation_id:
+                raise gr.Error("Choose a past generation first.")
+            job = studio.get_generation(generation_id)
+            p = job["parameters"]
+            if job["backend"] != "diffusion":
+                raise gr.Error("That is a ghost generation: it has no prompt parameters to load.")
+            return (p["prompt"], p["negative_prompt"], len(p["seeds"]), p["seeds"][0], p["steps"],
+                    p["guidance_scale"], p["ip_adapter_scale"], p["controlnet_scale"], p["width"], p["height"],
+                    p["pose"], generation_id, gr.CheckboxGroup(value=[job["target_model_id"]]))
+
+        def on_compare(generation_id: str):
+            if not generation_id:
+                return [], ""
+            job = studio.get_generation(generation_id)
+            return _gallery_items(studio, job["outputs"]), _job_details(job)
+
+        def compare_choices():
+            choices = [(_run_label(job), job["id"]) for job in studio.list_generations(limit=200)]
+            return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)
 
         def on_select_output(ids: list[str], event: gr.SelectData):
             output_id = ids[event.index] if event.index is not None and event.index < len(ids) else ""
@@ -408,11 +520,22 @@ def create_demo(studio: Studio) -> gr.Blocks:
         undo_button.click(ui(on_undo_click), [garment_id, clicks], [cutout_view, clicks], **private)
         reset_button.click(ui(on_reset_clicks), garment_id, [cutout_view, clicks], **private)
         accept_button.click(ui(on_accept_clicks), [garment_id, clicks], garment_outputs, **private)
+        tuning = [prompt_box, negative_box, batch_size, seed_box, steps_box, guidance_box, ip_scale, control_scale,
+                  width_box, height_box, pose_box, rerun_of]
         generate_button.click(
-            ui(on_generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format],
-            [gallery, output_ids, selected_output], concurrency_limit=4, **private,
+            ui(on_generate), [garment_id, model_picker, ratio_picker, marketplace_picker, background, file_format,
+                              *tuning],
+            [gallery, output_ids, selected_output, job_details, rerun_of, past_runs],
+            concurrency_id="gpu", concurrency_limit=1, **private,
         ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
+        cancel_button.click(ui(on_cancel), garment_id, None, queue=False, **private)
+        load_button.click(ui(on_load_parameters), past_runs, [*tuning, model_picker], **private)
+        garment_picker.change(lambda chosen: _past_runs(studio, chosen), garment_picker, past_runs, **private)
+        compare_tab.select(ui(compare_choices), None, [compare_pickers["A"], compare_pickers["B"]], **private)
+        for side in ("A", "B"):
+            compare_pickers[side].change(ui(on_compare), compare_pickers[side],
+                                         [compare_galleries[side], compare_details[side]], **private)
         gallery.select(ui(on_select_output), output_ids, [selected_output, favorite_button, download_button,
                                                         output_info], **private)
         favorite_button.click(ui(on_toggle_favorite), [selected_output, output_ids],
@@ -423,9 +546,39 @@ def create_demo(studio: Studio) -> gr.Blocks:
         garments_table.select(ui(on_open_from_history), None, [garment_picker, tabs], **private)
 
         for name in StudioAPI.ENDPOINTS:
-            gr.api(explained(getattr(api, name)), api_name=name, concurrency_limit=4)
+            gpu = {"concurrency_id": "gpu", "concurrency_limit": 1} if name in StudioAPI.GPU_ENDPOINTS else {}
+            gr.api(explained(getattr(api, name)), api_name=name, **({"concurrency_limit": 4} | gpu))
 
     return demo
+
+
+def _run_label(job: dict) -> str:
+    return f"{job['created_at'][:19]} · {job['target_model_id']} · {job['status']} · {job['id'][:8]}"
+
+
+def _past_runs(studio: Studio, garment_id: str) -> gr.Dropdown:
+    if not garment_id:
+        return gr.Dropdown(choices=[], value=None)
+    return gr.Dropdown(choices=[(_run_label(job), job["id"]) for job in studio.list_generations(garment_id)],
+                       value=None)
+
+
+def _job_details(job: dict) -> str:
+    """Everything a run was made with, for reading and for repeating it."""
+    lines = [f"**{job['target_model_id']}** · {job['backend']} · {job['status']}"
+             + (f" · re-run of `{job['rerun_of'][:8]}`" if job.get("rerun_of") else "")]
+    if job.get("error_message"):
+        lines.append(f"Error: {job['error_message']}")
+    p = job["parameters"]
+    if job["backend"] == "diffusion":
+        lines += [f"Prompt: `{job['prompt_used']}`", f"Negative prompt: `{job['negative_prompt']}`",
+                  f"Seeds {p['seeds']} · {p['steps']} steps · guidance {p['guidance_scale']} · IP-Adapter "
+                  f"{p['ip_adapter_scale']} · ControlNet {p['controlnet_scale']} · {p['width']}×{p['height']} · "
+                  f"pose {p['pose']}",
+                  "Models: " + ", ".join(f"{k} `{v}`" for k, v in job["model_ids"].items() if v)]
+    else:
+        lines.append(f"Background {p['background']} · {p['file_format']}")
+    return "  \n".join(lines)
 
 
 def _wait_with_progress(studio: Studio, generation_id: str, progress: gr.Progress, number: int, total: int) -> dict:

@@ -23,6 +23,7 @@ from pipeline.category_model import predict_category, resolve_category_model
 from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
 from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
 from pipeline.disclosure import encode_with_disclosure
+from pipeline.gpu import on_gpu
 from pipeline.generation import (
     FILE_FORMATS,
     GhostBackend,
@@ -339,6 +340,30 @@ class Studio:
             prompt_used=plan.prompt, negative_prompt=plan.negative_prompt, batch_size=len(plan.seeds),
             seed=plan.seeds[0], model_ids=asdict(models), rerun_of=rerun_of)
 
+    def rerun_generation(self, generation_id: str, wait: bool = False, **changes: Any) -> dict[str, Any]:
+        """Runs a past generation again with exactly its stored parameters (seeds included), except `changes`
+        (any OnModelOptions field; None leaves a value as it was)."""
+        old = self._generation(generation_id)
+        parameters = old["parameters"]
+        specs = [OutputSpec(**spec) for spec in parameters["outputs"]]
+        ratios = [spec.aspect_ratio for spec in specs if not spec.marketplace]
+        marketplaces = [spec.marketplace for spec in specs if spec.marketplace]
+        options = None
+        if old["backend"] != self.ghost_backend.name:
+            stored = {"prompt": parameters["prompt"], "negative_prompt": parameters["negative_prompt"],
+                      "batch_size": len(parameters["seeds"]), "seed": parameters["seeds"][0],
+                      "steps": parameters["steps"], "guidance_scale": parameters["guidance_scale"],
+                      "ip_adapter_scale": parameters["ip_adapter_scale"],
+                      "controlnet_scale": parameters["controlnet_scale"], "width": parameters["width"],
+                      "height": parameters["height"], "pose": parameters["pose"]}
+            unknown = set(changes) - set(stored)
+            if unknown:
+                raise InputError(f"Unknown parameters {sorted(unknown)}; these can change: {', '.join(stored)}.")
+            options = OnModelOptions(**{**stored, **{k: v for k, v in changes.items() if v is not None}})
+        return self.generate(old["garment_id"], old["target_model_id"], ratios, marketplaces,
+                             parameters["background"], parameters["file_format"], wait=wait, options=options,
+                             rerun_of=generation_id)
+
     def _model_card(self, model_id: str) -> ModelCard:
         for card in load_model_cards(self.settings.model_cards_dir):
             if card.id == model_id:
@@ -401,8 +426,9 @@ class Studio:
             else:
                 report(0.08, "Loading the diffusion pipeline")
                 plan = OnModelPlan(**{key: parameters[key] for key in OnModelPlan.__dataclass_fields__})
-                rendered = render_on_model(self._diffusion_backend(), plan, image, mask, specs, garment["category"],
-                                           garment["detected_color_hex"], progress, job.cancelled)
+                rendered = on_gpu(render_on_model)(self._diffusion_backend(), plan, image, mask, specs,
+                                                   garment["category"], garment["detected_color_hex"], progress,
+                                                   job.cancelled)
             report(0.9, "Saving")
             outputs = [self._save_output(output, parameters["file_format"], written) for output in rendered]
             if job.cancelled():

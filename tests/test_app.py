@@ -150,3 +150,26 @@ def test_refine_with_sam_through_the_api(sam_studio, photo_path, monkeypatch):
             client.predict(garment["id"], [[9000, 1, 1]], api_name="/refine_garment")
     finally:
         demo.close()
+
+
+def test_on_model_generation_through_the_api(diffusion_studio, photo_path):
+    demo = create_demo(diffusion_studio)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(diffusion_studio))
+    try:
+        client = Client(url, verbose=False)
+        garment = client.predict(handle_file(str(photo_path)), api_name="/upload_garment")
+        job = client.predict(garment_id=garment["id"], model_id="mod_03", aspect_ratios=["4:5"], wait=True,
+                             batch_size=2, seed=99, steps=2, width=256, height=256, api_name="/generate")
+        assert job["status"] == "completed", job["error_message"]
+        assert job["parameters"]["seeds"] == [99, 100] and len(job["outputs"]) == 2
+        assert all(o["is_ai_generated"] == 1 and o["fidelity_delta_e"] is not None for o in job["outputs"])
+
+        again = client.predict(generation_id=job["id"], wait=True, seed=5, api_name="/rerun_generation")
+        assert again["rerun_of"] == job["id"] and again["parameters"]["seeds"] == [5, 6]
+        assert again["prompt_used"] == job["prompt_used"]
+        with pytest.raises(Exception, match="already ended"):
+            client.predict(job["id"], api_name="/cancel_generation")
+        with pytest.raises(Exception, match="Batch size"):
+            client.predict(garment_id=garment["id"], model_id="mod_03", batch_size=12, api_name="/generate")
+    finally:
+        demo.close()

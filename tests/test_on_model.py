@@ -120,3 +120,18 @@ def test_missing_weights_make_personas_unavailable_with_the_reason(settings, pho
             studio.generate(garment["id"], "mod_01")
     finally:
         studio.close()
+
+
+def test_rerun_repeats_the_stored_parameters_or_changes_some(diffusion_studio, photo_path):
+    garment = diffusion_studio.upload_garment(photo_path)
+    first = generate(diffusion_studio, garment["id"], seed=11)
+    same = diffusion_studio.rerun_generation(first["id"], wait=True)
+    changed = diffusion_studio.rerun_generation(first["id"], wait=True, seed=12, prompt="a plain test prompt")
+    assert same["parameters"]["seeds"] == [11] and same["prompt_used"] == first["prompt_used"]
+    assert same["rerun_of"] == first["id"] and changed["rerun_of"] == first["id"]
+    assert changed["parameters"]["seeds"] == [12] and changed["prompt_used"] == "a plain test prompt"
+    with Image.open(diffusion_studio.file_path(first["outputs"][0]["image_url"])) as one, \
+            Image.open(diffusion_studio.file_path(same["outputs"][0]["image_url"])) as two:
+        assert one.tobytes() == two.tobytes()
+    with pytest.raises(InputError, match="Unknown parameters"):
+        diffusion_studio.rerun_generation(first["id"], colour="red")
