@@ -17,8 +17,8 @@ import gradio as gr
 from gradio import FileData
 
 from pipeline.attributes import CATEGORIES
-from pipeline.errors import InputError, StudioError
-from pipeline.on_model import OnModelOptions
+from pipeline.errors import StudioError
+from pipeline.on_model import on_model_options
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
 from pipeline.previews import mask_overlay, preview_scale, thumbnail
@@ -148,21 +148,6 @@ class StudioAPI:
     GPU_ENDPOINTS = ("generate", "rerun_generation")
 
 
-def on_model_options(prompt: str = "", negative_prompt: str = "", batch_size: int = 1, seed: int = -1,
-                     steps: int = 0, guidance_scale: float = -1.0, ip_adapter_scale: float = 0.7,
-                     controlnet_scale: float = 0.8, width: int = 0, height: int = 0, pose: str = "") -> OnModelOptions:
-    """The API's and the panel's plain values as options: empty, -1 and 0 mean "the default"."""
-    try:
-        return OnModelOptions(
-            prompt=prompt or "", negative_prompt=negative_prompt or "", batch_size=int(batch_size or 1),
-            seed=int(seed) if seed is not None and int(seed) >= 0 else None, steps=int(steps or 0) or None,
-            guidance_scale=float(guidance_scale) if guidance_scale is not None and float(guidance_scale) >= 0 else None,
-            ip_adapter_scale=float(ip_adapter_scale), controlnet_scale=float(controlnet_scale),
-            width=int(width or 0) or None, height=int(height or 0) or None, pose=pose or "")
-    except (TypeError, ValueError) as error:
-        raise InputError(f"A diffusion parameter is not a number: {error}.") from None
-
-
 def _file_path_and_name(photo: Any) -> tuple[str, str | None]:
     if isinstance(photo, dict):
         return photo["path"], photo.get("orig_name")
@@ -228,7 +213,6 @@ def create_demo(studio: Studio) -> gr.Blocks:
         compare_pickers: dict[str, gr.Dropdown] = {}
         compare_galleries: dict[str, gr.Gallery] = {}
         compare_details: dict[str, gr.Markdown] = {}
-        running_jobs = gr.State([])
         clicks = gr.State([])
         output_ids = gr.State([])
         selected_output = gr.State("")

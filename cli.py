@@ -51,8 +51,41 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--format", dest="file_format", default="jpeg", choices=["jpeg", "png"])
     generate.add_argument("--out", default="resell-photos", help="folder to copy the photos to")
     generate.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR)")
+    generate.add_argument("--backend", choices=["ghost", "diffusion"],
+                          help="check that the model renders with this backend (ghost_01: ghost; personas: diffusion)")
     _model_options(generate, backend_flag="--segmentation-backend")
+    _diffusion_options(generate)
+    tuning = generate.add_argument_group("on-model photo parameters (defaults from the card and the model family)")
+    tuning.add_argument("--prompt", default="")
+    tuning.add_argument("--negative-prompt", default="")
+    tuning.add_argument("--batch-size", type=int, default=1)
+    tuning.add_argument("--seed", type=int, default=-1, help="-1: random")
+    tuning.add_argument("--steps", type=int, default=0)
+    tuning.add_argument("--guidance", type=float, default=-1.0)
+    tuning.add_argument("--ip-adapter-scale", type=float, default=0.7)
+    tuning.add_argument("--controlnet-scale", type=float, default=0.8)
+    tuning.add_argument("--width", type=int, default=0)
+    tuning.add_argument("--height", type=int, default=0)
+    tuning.add_argument("--pose", default="", help="a pose name from the model card")
+    _diffusion_options(serve)
     return parser
+
+
+def _diffusion_options(command: argparse.ArgumentParser) -> None:
+    models = command.add_argument_group("on-model checkpoints (Hub ids or local folders; env STUDIO_*)")
+    models.add_argument("--family", dest="diffusion_family", choices=["sdxl", "sd15"], help="default sdxl")
+    models.add_argument("--base-model")
+    models.add_argument("--controlnet", help="an OpenPose ControlNet")
+    models.add_argument("--ip-adapter", help="the IP-Adapter repository or folder")
+    models.add_argument("--ip-adapter-subfolder")
+    models.add_argument("--ip-adapter-weight", dest="ip_adapter_weight_name")
+    models.add_argument("--image-encoder")
+    models.add_argument("--image-encoder-subfolder")
+    models.add_argument("--lora", help="a few-step LoRA such as SDXL-Lightning")
+    models.add_argument("--lora-weight", dest="lora_weight_name")
+    models.add_argument("--device", dest="diffusion_device", help="cuda, mps or cpu (default: the best there is)")
+    models.add_argument("--cpu-offload", action="store_true", help="for GPUs with little memory")
+    models.add_argument("--vae-tiling", action="store_true", help="for large images on small GPUs")
 
 
 def _model_options(command: argparse.ArgumentParser, backend_flag: str) -> None:
@@ -65,9 +98,15 @@ def _model_options(command: argparse.ArgumentParser, backend_flag: str) -> None:
                                                   "(env STUDIO_CATEGORY_MODEL)")
 
 
+DIFFUSION_SETTINGS = ("diffusion_family", "base_model", "controlnet", "ip_adapter", "ip_adapter_subfolder",
+                      "ip_adapter_weight_name", "image_encoder", "image_encoder_subfolder", "lora", "lora_weight_name",
+                      "diffusion_device", "cpu_offload", "vae_tiling")
+
+
 def _settings(args: argparse.Namespace) -> Settings:
+    diffusion = {name: getattr(args, name) for name in DIFFUSION_SETTINGS if hasattr(args, name)}
     return Settings.from_env(getattr(args, "data_dir", None), segmentation_backend=args.segmentation_backend,
-                             sam_model=args.sam_model, category_model=args.category_model)
+                             sam_model=args.sam_model, category_model=args.category_model, **diffusion)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -111,16 +150,24 @@ def run_segment(args: argparse.Namespace) -> int:
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    from pipeline.on_model import on_model_options
     from pipeline.studio import Studio
 
     marketplaces = [key for value in args.marketplace for key in _comma_list(value)]
+    options = on_model_options(args.prompt, args.negative_prompt, args.batch_size, args.seed, args.steps,
+                               args.guidance, args.ip_adapter_scale, args.controlnet_scale, args.width, args.height,
+                               args.pose)
     studio = Studio.open(_settings(args))
     try:
+        model = next((m for m in studio.virtual_models() if m["id"] == args.model), None)
+        if model and args.backend and model["backend"] != args.backend:
+            raise StudioError(f"{model['name']} ({args.model}) renders with the {model['backend']} backend, "
+                              f"not {args.backend}.")
         garment = studio.upload_garment(args.image)
         if garment["status"] == "failed":
             raise StudioError(garment["error_message"])
         job = studio.generate(garment["id"], args.model, args.ratios, marketplaces, args.background,
-                              args.file_format, wait=True)
+                              args.file_format, wait=True, options=options)
         if job["status"] != "completed":
             raise StudioError(job["error_message"] or f"the generation ended {job['status']}")
         out = Path(args.out)
@@ -128,14 +175,18 @@ def run_generate(args: argparse.Namespace) -> int:
         files = []
         for output in job["outputs"]:
             shape = output["marketplace"] or output["aspect_ratio"].replace(":", "x")
+            number = f"-{output['image_index'] + 1}" if job["batch_size"] > 1 else ""
             source = studio.file_path(output["image_url"])
-            target = out / f"{Path(args.image).stem}-{shape}{source.suffix}"
+            target = out / f"{Path(args.image).stem}-{args.model}{number}-{shape}{source.suffix}"
             shutil.copyfile(source, target)
             files.append({"file": str(target), "output_id": output["id"], "aspect_ratio": output["aspect_ratio"],
-                          "marketplace": output["marketplace"], "width": output["width"], "height": output["height"]})
+                          "marketplace": output["marketplace"], "width": output["width"], "height": output["height"],
+                          "seed": output["seed"], "ai_generated": bool(output["is_ai_generated"]),
+                          "fidelity_delta_e": output["fidelity_delta_e"]})
         print(json.dumps({"garment_id": garment["id"], "generation_id": job["id"], "model": args.model,
-                          "category": garment["category"], "color": garment["detected_color"],
-                          "hex": garment["detected_color_hex"], "outputs": files}))
+                          "backend": job["backend"], "category": garment["category"],
+                          "color": garment["detected_color"], "hex": garment["detected_color_hex"],
+                          "prompt": job["prompt_used"], "outputs": files}))
     finally:
         studio.close()
     return 0

@@ -141,8 +141,6 @@ class ClipCategoryClassifier:
     def _text_embeddings(self):
         """Unit-length embedding per garment type, the mean over the prompt templates; cached (call under the lock)."""
         if self._type_embeddings is None:
-            import torch
-
             prompts = [template.format(garment) for category in CATEGORIES for garment in GARMENT_TYPES[category]
                        for template in PROMPT_TEMPLATES]
             tokens = self.processor.tokenizer(

@@ -51,6 +51,21 @@ class OnModelOptions:
     pose: str = ""
 
 
+def on_model_options(prompt: str = "", negative_prompt: str = "", batch_size: int = 1, seed: int = -1,
+                     steps: int = 0, guidance_scale: float = -1.0, ip_adapter_scale: float = 0.7,
+                     controlnet_scale: float = 0.8, width: int = 0, height: int = 0, pose: str = "") -> OnModelOptions:
+    """The API's and the panel's plain values as options: empty, -1 and 0 mean "the default"."""
+    try:
+        return OnModelOptions(
+            prompt=prompt or "", negative_prompt=negative_prompt or "", batch_size=int(batch_size or 1),
+            seed=int(seed) if seed is not None and int(seed) >= 0 else None, steps=int(steps or 0) or None,
+            guidance_scale=float(guidance_scale) if guidance_scale is not None and float(guidance_scale) >= 0 else None,
+            ip_adapter_scale=float(ip_adapter_scale), controlnet_scale=float(controlnet_scale),
+            width=int(width or 0) or None, height=int(height or 0) or None, pose=pose or "")
+    except (TypeError, ValueError) as error:
+        raise InputError(f"A diffusion parameter is not a number: {error}.") from None
+
+
 @dataclass(frozen=True)
 class OnModelPlan:
     """Exactly what the pipeline receives; stored with the generation so it can be re-run."""

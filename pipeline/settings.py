@@ -80,8 +80,8 @@ def _diffusion_settings(explicit: dict) -> dict:
         raise TypeError(f"unknown settings: {sorted(unknown)}")
     values = {}
     for name, variable in DIFFUSION_ENV.items():
-        value = explicit.get(name)
-        if value is None or value == "":
+        value = explicit.get(name)  # "" is a real value: a flat folder has no IP-Adapter subfolder
+        if value is None:
             value = os.environ.get(variable) or None
             if name in FLAGS:
                 value = (value or "").lower() in ("1", "true", "yes")

@@ -80,3 +80,25 @@ def test_segment_with_a_local_sam_checkpoint(tmp_path, photo_path, tiny_sam_fold
     assert line["backend"] == "sam"
     with Image.open(line["mask"]) as mask:
         assert mask.mode == "L" and mask.size == (600, 800)
+
+
+def test_generate_on_a_model_with_local_diffusion_checkpoints(tmp_path, photo_path, tiny_diffusion):
+    models = tiny_diffusion.models
+    result = run("generate", str(photo_path), "--model", "mod_02", "--backend", "diffusion", "--family", "sd15",
+                 "--base-model", models.base_model, "--controlnet", models.controlnet,
+                 "--ip-adapter", models.ip_adapter, "--ip-adapter-weight", models.ip_adapter_weight_name,
+                 "--ip-adapter-subfolder", models.ip_adapter_subfolder, "--image-encoder", models.image_encoder,
+                 "--image-encoder-subfolder", models.image_encoder_subfolder, "--device", "cpu", "--steps", "2", "--width", "256",
+                 "--height", "256", "--seed", "3", "--ratios", "1:1", "--out", "photos", "--data-dir", "d",
+                 cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == "diffusion" and report["prompt"]
+    (output,) = report["outputs"]
+    assert output["seed"] == 3 and output["ai_generated"] and (tmp_path / output["file"]).is_file()
+
+
+def test_a_backend_that_does_not_match_the_model_is_refused(tmp_path, photo_path):
+    result = run("generate", str(photo_path), "--model", "ghost_01", "--backend", "diffusion", "--data-dir", "d",
+                 cwd=tmp_path)
+    assert result.returncode != 0 and "ghost backend" in result.stderr
