@@ -1,6 +1,6 @@
 """Loading weights from a local folder or the Hugging Face Hub, local cache first, never hanging.
 
-The policy is the one `pipeline.sam` follows (its helpers are reused here, not copied): a folder is loaded as it
+The policy `pipeline.sam`, `pipeline.category_model` and `pipeline.diffusion` follow: a folder is loaded as it
 is; a Hub id is first looked up in the local cache only; the network is tried only when `HF_HUB_OFFLINE` is not set
 (read at call time), after a quick reachability probe, with short per-request timeouts. Every failure becomes one
 `BackendUnavailableError` sentence.
@@ -9,20 +9,56 @@ is; a Hub id is first looked up in the local cache only; the network is tried on
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
 from pipeline.errors import BackendUnavailableError
-from pipeline.sam import HUB_PROBE_TIMEOUT_S
-from pipeline.sam import _first_line as first_line
-from pipeline.sam import _hub_offline as hub_offline
-from pipeline.sam import _looks_like_path as looks_like_path
-from pipeline.sam import _short_hub_timeouts as short_hub_timeouts
+
+HUB_PROBE_TIMEOUT_S = 5.0
+HUB_DOWNLOAD_TIMEOUT_S = 20
 
 __all__ = ["first_line", "hub_offline", "load_local_first", "looks_like_path", "probe_hub", "short_hub_timeouts"]
 
 logger = logging.getLogger(__name__)
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    # The env var is read again because huggingface_hub reads it only once, at import.
+    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return constants.HF_HUB_OFFLINE or flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def looks_like_path(model_id: str) -> bool:
+    # A Hub id is "name" or "owner/name"; anything else that names a place on disk is a folder.
+    return (
+        Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~"))
+        or model_id.count("/") > 1 or "\\" in model_id or os.path.isabs(model_id)
+    )
+
+
+class short_hub_timeouts:
+    """Temporarily lower huggingface_hub's per-request timeouts (it reads them from module constants)."""
+
+    def __enter__(self) -> None:
+        from huggingface_hub import constants
+
+        self._saved = (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
+        constants.HF_HUB_ETAG_TIMEOUT = min(constants.HF_HUB_ETAG_TIMEOUT, HUB_DOWNLOAD_TIMEOUT_S)
+        constants.HF_HUB_DOWNLOAD_TIMEOUT = min(constants.HF_HUB_DOWNLOAD_TIMEOUT, HUB_DOWNLOAD_TIMEOUT_S)
+
+    def __exit__(self, *exc_info) -> None:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT = self._saved
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:300]
 
 Loaded = TypeVar("Loaded")
 
@@ -49,7 +85,7 @@ def probe_hub(repo_id: str, what: str) -> None:
         ) from error
 
 
-def load_local_first(what: str, source: str, load: Callable[[bool], Loaded]) -> Loaded:
+def load_local_first(what: str, source: str, load: Callable[[bool], Loaded], flag: str = "") -> Loaded:
     """`load(local_files_only)` for a folder or a Hub id, by the policy above; `what` names it in messages."""
     if looks_like_path(source):
         if not Path(source).expanduser().exists():
@@ -69,7 +105,7 @@ def load_local_first(what: str, source: str, load: Callable[[bool], Loaded]) -> 
     if hub_offline():
         raise BackendUnavailableError(
             f"The {what} '{source}' is not available offline (HF_HUB_OFFLINE is set) and not in the local Hugging "
-            "Face cache; download it once with network access, or pass a local folder."
+            f"Face cache; download it once with network access, or pass a local folder{f' with {flag}' if flag else ''}."
         ) from cached_error
     probe_hub(source, what)
     logger.info("Downloading the %s %s from the Hugging Face Hub (first use).", what, source)

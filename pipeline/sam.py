@@ -32,6 +32,9 @@ from PIL import Image
 
 from pipeline.cutout import cut_out
 from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
+from pipeline.hub import first_line as _first_line
+from pipeline.hub import load_local_first
+from pipeline.hub import looks_like_path as _looks_like_path
 from pipeline.segmentation import Segmentation
 
 logger = logging.getLogger(__name__)
@@ -40,8 +43,6 @@ DEFAULT_SAM_MODEL = "facebook/sam-vit-base"
 SAM_MODEL_ENV = "STUDIO_SAM_MODEL"
 DEVICES = ("cpu", "cuda", "mps")
 
-HUB_PROBE_TIMEOUT_S = 5.0
-HUB_DOWNLOAD_TIMEOUT_S = 20
 EMBEDDING_CACHE_SIZE = 8
 WORK_SIDE = 1024
 
@@ -110,22 +111,6 @@ def _mps_available() -> bool:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _hub_offline() -> bool:
-    from huggingface_hub import constants
-
-    # The env var is read again because huggingface_hub reads it only once, at import.
-    flag = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    return constants.HF_HUB_OFFLINE or flag.strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
-def _looks_like_path(model_id: str) -> bool:
-    # A Hub id is "name" or "owner/name"; anything else that names a place on disk is a folder.
-    return (
-        Path(model_id).expanduser().exists() or model_id.startswith((".", "/", "~"))
-        or model_id.count("/") > 1 or "\\" in model_id or os.path.isabs(model_id)
-    )
-
-
 def _check_sam_folder(folder: Path, model_id: str) -> None:
     if not folder.is_dir():
         raise BackendUnavailableError(f"The SAM model folder '{model_id}' does not exist.")
@@ -172,28 +157,8 @@ def _load_from_folder(model_id: str):
 
 def _load_from_hub(model_id: str):
     _check_cached_model_type(model_id)
-    try:
-        return _check_model_type(_load_pretrained(model_id, local_only=True), model_id)
-    except BackendUnavailableError:
-        raise
-    except Exception as error:  # noqa: BLE001 - not (completely) in the cache: try the Hub below
-        cached_error = error
-    if _hub_offline():
-        raise BackendUnavailableError(
-            f"SAM weights '{model_id}' are not available offline (HF_HUB_OFFLINE is set) and not in the local "
-            "Hugging Face cache; download them once with network access, or pass a local folder with --sam-model."
-        ) from cached_error
-    _probe_hub(model_id)
-    logger.info("Downloading SAM weights %s from the Hugging Face Hub (first use).", model_id)
-    try:
-        with _short_hub_timeouts():
-            return _check_model_type(_load_pretrained(model_id, local_only=False), model_id)
-    except BackendUnavailableError:
-        raise
-    except Exception as error:  # noqa: BLE001 - any download failure is "weights unavailable" for the user
-        raise BackendUnavailableError(
-            f"SAM weights '{model_id}' could not be downloaded from the Hugging Face Hub ({_first_line(error)})."
-        ) from error
+    return load_local_first("SAM checkpoint", model_id, lambda local_only: _check_model_type(
+        _load_pretrained(model_id, local_only=local_only), model_id), flag="--sam-model")
 
 
 def _check_cached_model_type(model_id: str) -> None:
@@ -217,49 +182,6 @@ def _check_model_type(loaded, model_id: str):
     if getattr(model.config, "model_type", None) != "sam":
         raise BackendUnavailableError(f"The Hub model '{model_id}' is not a SAM checkpoint.")
     return loaded
-
-
-def _probe_hub(model_id: str) -> None:
-    """Fail within seconds when the Hub cannot be reached, instead of the downloader's minute of retries."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
-    try:
-        HfApi().model_info(model_id, timeout=HUB_PROBE_TIMEOUT_S)
-    except GatedRepoError as error:
-        raise BackendUnavailableError(
-            f"SAM weights '{model_id}' are gated on the Hugging Face Hub; log in with an account that has access."
-        ) from error
-    except RepositoryNotFoundError as error:
-        raise BackendUnavailableError(
-            f"There is no model '{model_id}' on the Hugging Face Hub (nor a local folder of that name)."
-        ) from error
-    except Exception as error:  # noqa: BLE001 - connection, DNS, proxy, timeout errors all mean "unreachable"
-        raise BackendUnavailableError(
-            f"SAM weights '{model_id}' are not in the local Hugging Face cache and the Hub cannot be reached "
-            f"({_first_line(error)}); download them once with network access, or pass a local folder with --sam-model."
-        ) from error
-
-
-class _short_hub_timeouts:
-    """Temporarily lower huggingface_hub's per-request timeouts (it reads them from module constants)."""
-
-    def __enter__(self) -> None:
-        from huggingface_hub import constants
-
-        self._saved = (constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT)
-        constants.HF_HUB_ETAG_TIMEOUT = min(constants.HF_HUB_ETAG_TIMEOUT, HUB_DOWNLOAD_TIMEOUT_S)
-        constants.HF_HUB_DOWNLOAD_TIMEOUT = min(constants.HF_HUB_DOWNLOAD_TIMEOUT, HUB_DOWNLOAD_TIMEOUT_S)
-
-    def __exit__(self, *exc_info) -> None:
-        from huggingface_hub import constants
-
-        constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT = self._saved
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
 
 
 # ---------------------------------------------------------------------------------------------- cache

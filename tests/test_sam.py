@@ -154,7 +154,7 @@ def test_missing_hub_weights_offline_fail_fast_and_are_remembered(monkeypatch: p
         sam.load_sam_segmenter("resell-studio-tests/no-such-sam")
     assert time.monotonic() - started < FAST_FAILURE_S
     message = str(caught.value)
-    assert "'resell-studio-tests/no-such-sam' are not available offline (HF_HUB_OFFLINE is set)" in message
+    assert "'resell-studio-tests/no-such-sam' is not available offline (HF_HUB_OFFLINE is set)" in message
     assert "--sam-model" in message and "\n" not in message
     assert len(attempts) == 1
 

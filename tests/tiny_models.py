@@ -95,18 +95,11 @@ def build_tiny_clip(folder: Path) -> Path:
     and no merges, so any lower-case English prompt tokenizes without the Hub's tokenizer files.
     """
     import torch
-    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
+    from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    symbols = sorted(set(string.ascii_lowercase + string.digits + string.punctuation))
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for symbol in symbols:
-        vocab[symbol] = len(vocab)
-        vocab[symbol + "</w>"] = len(vocab)
-    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
-    tokenizer = CLIPTokenizer.from_pretrained(folder)
+    tokenizer = char_tokenizer(folder)
+    vocab = tokenizer.get_vocab()
 
     image_processor = CLIPImageProcessor(
         size={"shortest_edge": TINY_CLIP_IMAGE_SIZE}, crop_size={"height": TINY_CLIP_IMAGE_SIZE, "width": TINY_CLIP_IMAGE_SIZE})
