@@ -134,6 +134,15 @@ class StudioAPI:
         path, _ = self.studio.download(output_id)
         return FileData(path=str(path), orig_name=path.name)
 
+    def export_garment(self, garment_id: str, favorites_only: bool = False) -> FileData:
+        """A zip of the garment's photos, the real cut-outs first; only starred ones when favorites_only."""
+        path = self.studio.export_garment(garment_id, bool(favorites_only))
+        return FileData(path=str(path), orig_name=path.name)
+
+    def set_preferred_model(self, model_id: str) -> dict:
+        """The virtual model the studio preselects for you."""
+        return self.studio.set_preferred_model(model_id)
+
     def virtual_models(self) -> list[dict]:
         """The virtual models, with whether each can be used here and, if not, why."""
         return self.studio.virtual_models()
@@ -144,7 +153,8 @@ class StudioAPI:
 
     ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate",
                  "rerun_generation", "cancel_generation", "generation", "list_garments", "list_generations",
-                 "set_favorite", "download", "virtual_models", "marketplaces")
+                 "set_favorite", "download", "export_garment", "set_preferred_model", "virtual_models",
+                 "marketplaces")
     GPU_ENDPOINTS = ("generate", "rerun_generation")
 
 
@@ -249,8 +259,10 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 gr.Markdown("### Virtual models")
                 gr.HTML(_model_cards_html(models))
                 with gr.Row():
-                    model_picker = gr.CheckboxGroup(label="Models to use", choices=model_choices,
-                                                    value=[GHOST_MODEL_ID] if model_choices else [])
+                    with gr.Column():
+                        model_picker = gr.CheckboxGroup(label="Models to use", choices=model_choices,
+                                                        value=_preselected_models(studio, models))
+                        default_model_button = gr.Button("Preselect the first chosen model next time", size="sm")
                     ratio_picker = gr.CheckboxGroup(label="Aspect ratios", choices=list(ASPECT_RATIOS),
                                                     value=list(DEFAULT_ASPECT_RATIOS))
                     marketplace_picker = gr.CheckboxGroup(
@@ -287,6 +299,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     favorite_button = gr.Button("☆ Favourite", interactive=False)
                     download_button = gr.DownloadButton("Download", interactive=False)
+                    export_button = gr.Button("Export all (zip, real cut-out first)")
+                    export_file = gr.File(label="Export", interactive=False, visible=True, height=60)
                     output_info = gr.Markdown()
 
             with gr.Tab("Compare", id="compare") as compare_tab:
@@ -425,6 +439,17 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 studio.cancel_generation(job["id"])
             gr.Info(f"Cancelled {len(running)} job(s)." if running else "Nothing is running for this garment.")
 
+        def on_preselect(model_ids: list[str]):
+            if not model_ids:
+                raise gr.Error("Tick a model first.")
+            studio.set_preferred_model(model_ids[0])
+            gr.Info(f"{model_ids[0]} will be preselected.")
+
+        def on_export(chosen_id: str):
+            if not chosen_id:
+                raise gr.Error("Choose a garment first.")
+            return str(studio.export_garment(chosen_id))
+
         def on_load_parameters(generation_id: str):
             if not generation_id:
                 raise gr.Error("Choose a past generation first.")
@@ -514,6 +539,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
         ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
         cancel_button.click(ui(on_cancel), garment_id, None, queue=False, **private)
+        default_model_button.click(ui(on_preselect), model_picker, None, **private)
+        export_button.click(ui(on_export), garment_id, export_file, **private)
         load_button.click(ui(on_load_parameters), past_runs, [*tuning, model_picker], **private)
         garment_picker.change(lambda chosen: _past_runs(studio, chosen), garment_picker, past_runs, **private)
         compare_tab.select(ui(compare_choices), None, [compare_pickers["A"], compare_pickers["B"]], **private)
@@ -534,6 +561,13 @@ def create_demo(studio: Studio) -> gr.Blocks:
             gr.api(explained(getattr(api, name)), api_name=name, **({"concurrency_limit": 4} | gpu))
 
     return demo
+
+
+def _preselected_models(studio: Studio, models: list[dict]) -> list[str]:
+    """The seller's preferred model when it can run here, else the ghost."""
+    available = {model["id"] for model in models if model["available"]}
+    preferred = studio.preferred_model_id()
+    return [preferred] if preferred in available else [GHOST_MODEL_ID] if GHOST_MODEL_ID in available else []
 
 
 def _run_label(job: dict) -> str:

@@ -7,7 +7,9 @@ take and return plain values (ids, strings, dicts) so the Gradio layer only has 
 from __future__ import annotations
 
 import logging
+import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from dataclasses import asdict
 from collections.abc import Sequence
@@ -471,6 +473,40 @@ class Studio:
         if not path.is_file():
             raise NotFoundError(f"The file of output {output_id} is missing from the data directory.")
         return path, self.database.record_download(output_id)
+
+    def export_garment(self, garment_id: str, favorites_only: bool = False) -> Path:
+        """A zip of the garment's photos for a listing: the real cut-outs (ghost shots) first, then the generated
+        ones, each named by its order, model and shape. Every file in it counts as downloaded."""
+        garment = self._garment(garment_id)
+        outputs = []
+        for generation in self.database.list_generations(self.owner_id, garment_id, limit=500):
+            for output in self.database.list_outputs(generation["id"]):
+                if output["is_favorite"] or not favorites_only:
+                    outputs.append((generation["target_model_id"], output))
+        if not outputs:
+            raise InputError("Nothing to export yet: generate photos of this garment"
+                             + (" and star the ones you want." if favorites_only else "."))
+        outputs.sort(key=lambda pair: (pair[1]["is_ai_generated"], pair[1]["created_at"], pair[1]["image_index"]))
+        stem = Path(garment["original_filename"] or "garment").stem[:40] or "garment"
+        target = Path(tempfile.mkdtemp(prefix="resell-export-")) / f"{stem}-photos.zip"
+        with zipfile.ZipFile(target, "w") as archive:
+            for number, (model_id, output) in enumerate(outputs, start=1):
+                shape = output["marketplace"] or output["aspect_ratio"].replace(":", "x")
+                suffix = Path(output["image_url"]).suffix
+                archive.write(self.files.path(output["image_url"]),
+                              f"{number:02d}-{model_id}-{shape}-{output['image_index'] + 1}{suffix}")
+        for _, output in outputs:
+            self.database.record_download(output["id"])
+        return target
+
+    def preferred_model_id(self) -> str | None:
+        return self.database.get_user(self.owner_id)["preferred_model_id"]
+
+    def set_preferred_model(self, model_id: str) -> dict[str, Any]:
+        """The virtual model the studio preselects for this seller."""
+        self._virtual_model(model_id)
+        user = self.database.update_user(self.owner_id, preferred_model_id=model_id)
+        return {"preferred_model_id": user["preferred_model_id"]}
 
     def list_favorites(self, limit: int = 100) -> list[dict[str, Any]]:
         return self.database.list_favorites(self.owner_id, _page(limit, 0)[0])

@@ -157,6 +157,12 @@ class StudioDatabase:
             })
         return self._get("users", user_id)
 
+    def get_user(self, user_id: str) -> dict[str, Any]:
+        return self._get("users", user_id)
+
+    def update_user(self, user_id: str, **values: Any) -> dict[str, Any]:
+        return self._update("users", user_id, values)
+
     # -- garments ----------------------------------------------------------------------------
 
     def create_garment(self, owner_id: str, original_image_url: str, width: int, height: int,

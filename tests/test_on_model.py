@@ -135,3 +135,14 @@ def test_rerun_repeats_the_stored_parameters_or_changes_some(diffusion_studio, p
         assert one.tobytes() == two.tobytes()
     with pytest.raises(InputError, match="Unknown parameters"):
         diffusion_studio.rerun_generation(first["id"], colour="red")
+
+
+def test_export_orders_real_cut_outs_before_generated_photos(diffusion_studio, photo_path):
+    import zipfile
+
+    garment = diffusion_studio.upload_garment(photo_path)
+    generate(diffusion_studio, garment["id"])
+    diffusion_studio.generate(garment["id"], "ghost_01", aspect_ratios=["1:1"], wait=True)
+    with zipfile.ZipFile(diffusion_studio.export_garment(garment["id"])) as archive:
+        names = archive.namelist()
+    assert names[0].startswith("01-ghost_01") and all("mod_01" in name for name in names[1:])

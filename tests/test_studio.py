@@ -257,3 +257,26 @@ def test_category_source_follows_who_set_it(studio, photo_path):
     edited = studio.update_garment(garment["id"], category="dress")
     assert (edited["category_source"], edited["category_confidence"]) == ("user", None)
     assert studio.segment_garment(garment["id"])["category"] == "dress"
+
+
+def test_export_puts_the_real_cut_out_first_and_counts_downloads(studio, photo_path):
+    import zipfile
+
+    garment = studio.upload_garment(photo_path)
+    with pytest.raises(InputError, match="Nothing to export"):
+        studio.export_garment(garment["id"])
+    job = studio.generate(garment["id"], aspect_ratios=["1:1", "4:5"], wait=True)
+    studio.set_favorite(job["outputs"][1]["id"], True)
+    with zipfile.ZipFile(studio.export_garment(garment["id"])) as archive:
+        assert archive.namelist() == ["01-ghost_01-1x1-1.jpg", "02-ghost_01-4x5-1.jpg"]
+    with zipfile.ZipFile(studio.export_garment(garment["id"], favorites_only=True)) as archive:
+        assert archive.namelist() == ["01-ghost_01-4x5-1.jpg"]
+    assert [o["download_count"] for o in studio.get_generation(job["id"])["outputs"]] == [1, 2]
+
+
+def test_the_preferred_model_is_stored_for_the_seller(studio):
+    assert studio.preferred_model_id() is None
+    assert studio.set_preferred_model("mod_02") == {"preferred_model_id": "mod_02"}
+    assert studio.preferred_model_id() == "mod_02"
+    with pytest.raises(NotFoundError):
+        studio.set_preferred_model("mod_99")
