@@ -17,7 +17,7 @@ import gradio as gr
 from gradio import FileData
 
 from pipeline.attributes import CATEGORIES
-from pipeline.errors import StudioError
+from pipeline.errors import InputError, StudioError
 from pipeline.on_model import on_model_options
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
@@ -139,6 +139,20 @@ class StudioAPI:
         path = self.studio.export_garment(garment_id, bool(favorites_only))
         return FileData(path=str(path), orig_name=path.name)
 
+    def delete_garment(self, garment_id: str) -> dict:
+        """Delete a garment with its generations, outputs and files."""
+        return self.studio.delete_garment(garment_id)
+
+    def delete_account(self, confirm: str) -> dict:
+        """Delete your account with everything in it; `confirm` must be DELETE."""
+        if confirm != "DELETE":
+            raise InputError('To delete your account and everything in it, pass confirm="DELETE".')
+        return self.studio.delete_account()
+
+    def usage(self) -> dict:
+        """Your plan's limits and what you have used: generations today, jobs running, storage."""
+        return self.studio.usage()
+
     def set_preferred_model(self, model_id: str) -> dict:
         """The virtual model the studio preselects for you."""
         return self.studio.set_preferred_model(model_id)
@@ -153,8 +167,8 @@ class StudioAPI:
 
     ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate",
                  "rerun_generation", "cancel_generation", "generation", "list_garments", "list_generations",
-                 "set_favorite", "download", "export_garment", "set_preferred_model", "virtual_models",
-                 "marketplaces")
+                 "set_favorite", "download", "export_garment", "delete_garment", "delete_account", "usage",
+                 "set_preferred_model", "virtual_models", "marketplaces")
     GPU_ENDPOINTS = ("generate", "rerun_generation")
 
 
@@ -313,8 +327,17 @@ def create_demo(studio: Studio) -> gr.Blocks:
                                                                  format="jpeg")
                             compare_details[side] = gr.Markdown()
 
+            with gr.Tab("Account", id="account") as account_tab:
+                usage_view = gr.Markdown()
+                gr.Markdown("Deleting your account removes every garment, job, photo and file, for good.")
+                with gr.Row():
+                    confirm_box = gr.Textbox(label='Type DELETE to confirm', scale=2)
+                    delete_account_button = gr.Button("Delete my account and everything in it", variant="stop")
+
             with gr.Tab("History", id="history") as history_tab:
-                refresh_button = gr.Button("Refresh")
+                with gr.Row():
+                    refresh_button = gr.Button("Refresh")
+                    delete_garment_button = gr.Button("Delete the open garment and its photos", variant="stop")
                 garments_table = gr.Dataframe(label="Garments (select a row to open it)", interactive=False, wrap=True)
                 generations_table = gr.Dataframe(label="Generations", interactive=False, wrap=True)
 
@@ -429,7 +452,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     gr.Warning(f"A generation failed: {job['error_message']}")
             items = [item for job in finished for item in _gallery_items(studio, job["outputs"])]
             ids = [output["id"] for job in finished for output in job["outputs"]]
-            details = "\n\n".join(_job_details(job) for job in finished)
+            details = "\n\n".join([*(_job_details(job) for job in finished), _usage_markdown(studio.usage())])
             return items, ids, "", details, "", _past_runs(studio, chosen_id)
 
         def on_cancel(chosen_id: str):
@@ -438,6 +461,23 @@ def create_demo(studio: Studio) -> gr.Blocks:
             for job in running:
                 studio.cancel_generation(job["id"])
             gr.Info(f"Cancelled {len(running)} job(s)." if running else "Nothing is running for this garment.")
+
+        def on_usage():
+            return _usage_markdown(studio.usage())
+
+        def on_delete_account(confirm: str):
+            if confirm != "DELETE":
+                raise gr.Error("Type DELETE in the box to confirm.")
+            studio.delete_account()
+            gr.Info("Your account and everything in it were deleted.")
+            return _usage_markdown(studio.usage()), "", gr.Dropdown(choices=[], value=None)
+
+        def on_delete_garment(chosen_id: str):
+            if not chosen_id:
+                raise gr.Error("Open a garment first (select it in the table or the Studio tab).")
+            studio.delete_garment(chosen_id)
+            gr.Info("The garment and its photos were deleted.")
+            return gr.Dropdown(choices=_garment_choices(studio), value=None)
 
         def on_preselect(model_ids: list[str]):
             if not model_ids:
@@ -539,6 +579,11 @@ def create_demo(studio: Studio) -> gr.Blocks:
         ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
         cancel_button.click(ui(on_cancel), garment_id, None, queue=False, **private)
+        account_tab.select(ui(on_usage), None, usage_view, **private)
+        delete_account_button.click(ui(on_delete_account), confirm_box, [usage_view, confirm_box, garment_picker],
+                                    **private)
+        delete_garment_button.click(ui(on_delete_garment), garment_id, garment_picker, **private).then(
+            ui(on_history), None, [garments_table, generations_table], **private)
         default_model_button.click(ui(on_preselect), model_picker, None, **private)
         export_button.click(ui(on_export), garment_id, export_file, **private)
         load_button.click(ui(on_load_parameters), past_runs, [*tuning, model_picker], **private)
@@ -561,6 +606,14 @@ def create_demo(studio: Studio) -> gr.Blocks:
             gr.api(explained(getattr(api, name)), api_name=name, **({"concurrency_limit": 4} | gpu))
 
     return demo
+
+
+def _usage_markdown(usage: dict) -> str:
+    plan = usage["plan"]
+    return (f"**{plan['name'].capitalize()} plan** · generations today {usage['generations_today']} of "
+            f"{plan['generations_per_day']} (resets in {usage['resets_in']}) · jobs running {usage['active_jobs']} "
+            f"of {plan['concurrent_jobs']} · storage {usage['storage_mb']} of {plan['storage_mb']} MB · up to "
+            f"{plan['max_batch_size']} images per job and {plan['max_long_side']} px")
 
 
 def _preselected_models(studio: Studio, models: list[dict]) -> list[str]:

@@ -19,3 +19,7 @@ class BackendUnavailableError(StudioError):
 
 class SegmentationError(StudioError):
     """No garment could be separated from the background; the message says why."""
+
+
+class QuotaExceededError(StudioError):
+    """A plan limit would be passed; the message says which limit, what is used, and when it resets."""

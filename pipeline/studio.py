@@ -22,7 +22,14 @@ from PIL import Image
 
 from pipeline.attributes import color_from_hex, dominant_color, parse_category
 from pipeline.category_model import predict_category, resolve_category_model
-from pipeline.errors import BackendUnavailableError, InputError, NotFoundError, SegmentationError, StudioError
+from pipeline.errors import (
+    BackendUnavailableError,
+    InputError,
+    NotFoundError,
+    QuotaExceededError,
+    SegmentationError,
+    StudioError,
+)
 from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
 from pipeline.disclosure import encode_with_disclosure
 from pipeline.gpu import on_gpu
@@ -37,6 +44,7 @@ from pipeline.generation import (
     spec_parameters,
 )
 from pipeline.ingest import ingest_bytes, ingest_file
+from pipeline.plans import MEGABYTE, Plan, day_start, plan_for, resets_in, upgrade_hint
 from pipeline.presets import parse_background
 from pipeline.jobs import JobContext, JobRunner
 from pipeline.model_cards import ModelCard, load_model_cards
@@ -179,6 +187,7 @@ class Studio:
         A refused photo raises InputError and leaves nothing stored."""
         self._segmenter(backend)  # an unusable backend is refused before anything is stored
         ingested = ingest_file(path)
+        self._check_storage_quota(len(ingested.original))
         relative = self.files.write("originals", ingested.original, ingested.extension)
         try:
             garment = self.database.create_garment(
@@ -318,6 +327,7 @@ class Studio:
         specs = plan_outputs(aspect_ratios, marketplaces)
         parameters = {"outputs": spec_parameters(specs), "background": parse_background(background),
                       "file_format": parse_file_format(file_format)}
+        self._check_generation_quota(specs, options if model["backend"] != self.ghost_backend.name else None)
         if model["backend"] == self.ghost_backend.name:
             generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
                                                          parameters=parameters)
@@ -456,6 +466,88 @@ class Studio:
                 "seed": output.seed, "is_ai_generated": int(output.ai_generated),
                 "fidelity_delta_e": round(fidelity.delta_e, 2) if fidelity else None,
                 "fidelity_flagged": int(fidelity.flagged) if fidelity else None}
+
+    # -- plans, quotas and deletion -------------------------------------------------------------
+
+    def plan(self) -> Plan:
+        return plan_for(self.database.get_user(self.owner_id)["subscription_plan"])
+
+    def usage(self) -> dict[str, Any]:
+        """The plan's limits and what is used of them."""
+        plan = self.plan()
+        return {"plan": plan.as_dict(),
+                "generations_today": self.database.count_generations_since(self.owner_id, day_start().isoformat()),
+                "active_jobs": self.database.count_active_generations(self.owner_id),
+                "storage_mb": round(self._storage_bytes() / MEGABYTE, 1), "resets_in": resets_in()}
+
+    def _storage_bytes(self) -> int:
+        total = 0
+        for relative in self.database.owner_files(self.owner_id):
+            try:
+                total += self.files.path(relative).stat().st_size
+            except OSError:
+                continue
+        return total
+
+    def _check_storage_quota(self, incoming_bytes: int) -> None:
+        plan = self.plan()
+        used = self._storage_bytes()
+        if used + incoming_bytes > plan.storage_mb * MEGABYTE:
+            raise QuotaExceededError(
+                f"Your {plan.name} plan stores up to {plan.storage_mb} MB and you use {used / MEGABYTE:.0f} MB; "
+                f"delete garments you no longer need to make room.{upgrade_hint(plan)}")
+
+    def _check_generation_quota(self, specs: Sequence[OutputSpec], options: OnModelOptions | None) -> None:
+        plan = self.plan()
+        today = self.database.count_generations_since(self.owner_id, day_start().isoformat())
+        if today >= plan.generations_per_day:
+            raise QuotaExceededError(
+                f"Your {plan.name} plan allows {plan.generations_per_day} generations a day and you have used "
+                f"{today}; it resets at 00:00 UTC, in {resets_in()}.{upgrade_hint(plan)}")
+        active = self.database.count_active_generations(self.owner_id)
+        if active >= plan.concurrent_jobs:
+            raise QuotaExceededError(
+                f"Your {plan.name} plan runs {plan.concurrent_jobs} jobs at once and {active} are queued or "
+                f"running; wait for one to finish.{upgrade_hint(plan)}")
+        for spec in specs:
+            if spec.width and max(spec.width, spec.height) > plan.max_long_side:
+                raise QuotaExceededError(
+                    f"{spec.marketplace} photos are {spec.width}x{spec.height}; your {plan.name} plan allows "
+                    f"{plan.max_long_side} px on the long side.{upgrade_hint(plan)}")
+        if options is None:
+            return
+        if options.batch_size > plan.max_batch_size:
+            raise QuotaExceededError(
+                f"Your {plan.name} plan makes up to {plan.max_batch_size} images per job, not "
+                f"{options.batch_size}.{upgrade_hint(plan)}")
+        if max(options.width or 0, options.height or 0) > plan.max_long_side:
+            raise QuotaExceededError(
+                f"Your {plan.name} plan allows {plan.max_long_side} px on the long side, not "
+                f"{max(options.width or 0, options.height or 0)}.{upgrade_hint(plan)}")
+
+    def delete_garment(self, garment_id: str) -> dict[str, Any]:
+        """Deletes the garment, its generations and outputs, and every file of them."""
+        self._garment(garment_id)
+        for generation in self.database.list_generations(self.owner_id, garment_id, limit=500):
+            if generation["status"] in ("pending", "processing"):
+                self.cancel_generation(generation["id"])
+                self.runner.wait(generation["id"], timeout=120)
+        for relative in self.database.delete_garment(garment_id):
+            self.files.delete(relative)
+        with self._images_lock:
+            self._images.pop(garment_id, None)
+        return {"deleted": garment_id}
+
+    def delete_account(self) -> dict[str, Any]:
+        """Deletes the seller's account with every garment, job, output and file. Without accounts (a single
+        local user) the studio then starts afresh with an empty local user."""
+        for garment in self.database.list_garments(self.owner_id, limit=100_000):
+            self.delete_garment(garment["id"])
+        deleted = self.owner_id
+        for relative in self.database.delete_user(deleted):
+            self.files.delete(relative)
+        self.owner_id = self.database.ensure_local_user()["id"]
+        return {"deleted": deleted}
 
     # -- outputs --------------------------------------------------------------------------------
 

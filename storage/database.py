@@ -163,6 +163,28 @@ class StudioDatabase:
     def update_user(self, user_id: str, **values: Any) -> dict[str, Any]:
         return self._update("users", user_id, values)
 
+    def delete_user(self, user_id: str) -> list[str]:
+        """Deletes the user with everything they own (the schema cascades); returns the file paths that
+        pointed at their images, for the caller to delete."""
+        with self.transaction() as db:
+            files = self._owner_files(db, user_id)
+            cursor = db.execute("DELETE FROM users WHERE id = ?", [user_id])
+            if cursor.rowcount != 1:
+                raise RecordNotFound("users", user_id)
+        return files
+
+    def owner_files(self, user_id: str) -> list[str]:
+        return self._owner_files(self.db, user_id)
+
+    @staticmethod
+    def _owner_files(db: Database, user_id: str) -> list[str]:
+        sql = ("SELECT original_image_url AS url FROM garments WHERE owner_id = :owner "
+               "UNION ALL SELECT mask_image_url FROM garments WHERE owner_id = :owner "
+               "UNION ALL SELECT output_images.image_url FROM output_images "
+               "JOIN generations ON generations.id = output_images.generation_id "
+               "JOIN garments ON garments.id = generations.garment_id WHERE garments.owner_id = :owner")
+        return [row["url"] for row in db.query(sql, {"owner": user_id}) if row["url"]]
+
     # -- garments ----------------------------------------------------------------------------
 
     def create_garment(self, owner_id: str, original_image_url: str, width: int, height: int,
@@ -186,6 +208,17 @@ class StudioDatabase:
 
     def update_garment(self, garment_id: str, **values: Any) -> dict[str, Any]:
         return self._update("garments", garment_id, values)
+
+    def delete_garment(self, garment_id: str) -> list[str]:
+        """Deletes the garment with its generations and outputs; returns the file paths they pointed at."""
+        with self.transaction() as db:
+            garment = self._get("garments", garment_id)
+            files = [garment["original_image_url"], garment["mask_image_url"]] + [
+                row["image_url"] for row in db.query(
+                    "SELECT output_images.image_url FROM output_images JOIN generations "
+                    "ON generations.id = output_images.generation_id WHERE generations.garment_id = ?", [garment_id])]
+            db.execute("DELETE FROM garments WHERE id = ?", [garment_id])
+        return [url for url in files if url]
 
     def list_garments(self, owner_id: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
         rows = self.db.query(
@@ -232,6 +265,16 @@ class StudioDatabase:
             params.append(garment_id)
         sql += " ORDER BY generations.created_at DESC, generations.id LIMIT ? OFFSET ?"
         return [_decode(row) for row in self.db.query(sql, params + [limit, offset])]
+
+    def count_generations_since(self, owner_id: str, since: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM generations JOIN garments ON garments.id = generations.garment_id "
+            "WHERE garments.owner_id = ? AND generations.created_at >= ?", [owner_id, since]).fetchone()[0]
+
+    def count_active_generations(self, owner_id: str) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM generations JOIN garments ON garments.id = generations.garment_id "
+            "WHERE garments.owner_id = ? AND generations.status IN ('pending', 'processing')", [owner_id]).fetchone()[0]
 
     def generations_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in statuses)

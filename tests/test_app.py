@@ -169,7 +169,9 @@ def test_on_model_generation_through_the_api(diffusion_studio, photo_path):
         assert again["prompt_used"] == job["prompt_used"]
         with pytest.raises(Exception, match="already ended"):
             client.predict(job["id"], api_name="/cancel_generation")
-        with pytest.raises(Exception, match="Batch size"):
+        with pytest.raises(Exception, match="up to 2 images per job, not 12"):
             client.predict(garment_id=garment["id"], model_id="mod_03", batch_size=12, api_name="/generate")
+        usage = client.predict(api_name="/usage")
+        assert usage["plan"]["name"] == "free" and usage["generations_today"] == 2
     finally:
         demo.close()
