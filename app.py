@@ -6,6 +6,11 @@ Spaces and `gradio app.py`), and `python app.py` serves it like `resell-studio s
 
 from __future__ import annotations
 
+try:
+    import spaces  # noqa: F401  (ZeroGPU: must be imported before anything touches CUDA)
+except ImportError:
+    pass
+
 import functools
 import logging
 import os

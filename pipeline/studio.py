@@ -53,6 +53,7 @@ from pipeline.segmentation import Segmentation, describe_segmentation_backend, g
 from pipeline.settings import Settings
 from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
+from storage.backup import BackupScheduler, backup_settings_from_env, restore_if_empty
 from storage.locks import DataDirLock
 
 log = logging.getLogger(__name__)
@@ -80,22 +81,30 @@ class Studio:
         self._images: OrderedDict[str, Image.Image] = OrderedDict()
         self._images_lock = threading.Lock()
         self._diffusion_lock = threading.Lock()
+        self.backups: BackupScheduler | None = None
         self._diffusion_reason: object = _UNCHECKED
 
     @classmethod
     def open(cls, settings: Settings) -> "Studio":
         """Opens (creating or upgrading) the data directory, loads the model cards and recovers from a crash."""
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        repo_id, token, _ = backup_settings_from_env()
+        if repo_id:  # a fresh disk (a restarted Space) starts from the last backup, never from nothing
+            restore_if_empty(settings.data_dir, repo_id, token)
         database = StudioDatabase(settings.database_path)
         database.sync_virtual_models(card.database_row() for card in load_model_cards(settings.model_cards_dir))
         lock = DataDirLock(settings.data_dir)
         studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(), lock)
-        if lock.acquired:  # otherwise another live studio process owns these jobs and files
+        if lock.acquired:  # otherwise another live studio process owns these jobs, files and backups
             studio.recover()
+            studio.backups = BackupScheduler.from_env(settings.database_path, settings.files_dir)
+            studio.backups.start()
         return studio
 
     def close(self) -> None:
         self.runner.shutdown(wait=True)
+        if self.backups:
+            self.backups.stop()  # one last push, with every finished job
         self.database.close()
         if self.lock:
             self.lock.release()

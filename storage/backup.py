@@ -215,7 +215,12 @@ def restore_if_empty(data_dir: Path, repo_id: str, token: str | None = None) -> 
     files first, the database last and without ever replacing one (a hard link, which fails if the name exists).
     A crash half-way leaves no database, so the next start restores again."""
     import huggingface_hub
-    from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     data_dir = Path(data_dir)
     database = data_dir / DATABASE_NAME
@@ -223,6 +228,7 @@ def restore_if_empty(data_dir: Path, repo_id: str, token: str | None = None) -> 
         log.info("restore: %s already holds a database; the backup is left alone", data_dir)
         return False
     data_dir.mkdir(parents=True, exist_ok=True)
+    _remove_stale(data_dir, RESTORE_PREFIX)
     stage = Path(tempfile.mkdtemp(prefix=RESTORE_PREFIX, dir=data_dir))
     try:
         download_dir = stage / "download"
@@ -231,6 +237,9 @@ def restore_if_empty(data_dir: Path, repo_id: str, token: str | None = None) -> 
                 repo_id=repo_id, repo_type=REPO_TYPE, token=token, local_dir=download_dir,
                 allow_patterns=[DATABASE_NAME, MANIFEST_NAME, f"{FILES_DIR_NAME}/**"],
             ))
+        except LocalEntryNotFoundError as error:  # the Hub could not be reached (or HF_HUB_OFFLINE is set)
+            raise BackupError(f"could not reach the Hub to restore the backup from dataset repo {repo_id}: "
+                              f"{error}") from error
         except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError) as error:
             # Also what a wrong or missing token gets for a private repo; the first push then fails loudly.
             log.warning("restore: no backup in dataset repo %s (%s); starting empty", repo_id, type(error).__name__)
@@ -245,7 +254,7 @@ def restore_if_empty(data_dir: Path, repo_id: str, token: str | None = None) -> 
         _transfer(folder / DATABASE_NAME, staged_db, move=inside)
         _check_database(staged_db)
         missing = [relative for relative in referenced_files(staged_db)
-                   if not (folder / FILES_DIR_NAME).joinpath(*_safe_relative(relative).parts).is_file()]
+                   if not _contains(folder / FILES_DIR_NAME, relative)]
         if missing:
             log.warning("restore: the backup lacks %d file(s) its database points at: %s", len(missing),
                         ", ".join(sorted(missing)[:5]))
@@ -276,6 +285,24 @@ def restore_if_empty(data_dir: Path, repo_id: str, token: str | None = None) -> 
         return True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+
+
+def _contains(root: Path, relative: str) -> bool:
+    try:
+        return root.joinpath(*_safe_relative(relative).parts).is_file()
+    except BackupError:
+        return True  # not a stored file path: nothing to look for
+
+
+def _remove_stale(folder: Path, prefix: str, older_than_seconds: float = 3600) -> None:
+    """Staging folders that a crash left behind (old enough that no live process is still using them)."""
+    cutoff = time.time() - older_than_seconds
+    for stale in folder.glob(prefix + "*"):
+        try:
+            if stale.is_dir() and stale.stat().st_mtime < cutoff:
+                shutil.rmtree(stale, ignore_errors=True)
+        except FileNotFoundError:
+            pass
 
 
 def _has_database(data_dir: Path) -> bool:
@@ -449,11 +476,8 @@ class BackupScheduler:
         return True
 
     def _clean_stale_staging(self) -> None:
-        """Staging folders a crash left behind."""
-        parent = self.database_path.parent
-        if parent.is_dir():
-            for folder in parent.glob(STAGING_PREFIX + "*"):
-                shutil.rmtree(folder, ignore_errors=True)
+        if self.database_path.parent.is_dir():
+            _remove_stale(self.database_path.parent, STAGING_PREFIX)
 
 
 def _digest(database: Path, files: list[str]) -> str:

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.pop("STUDIO_BACKUP_REPO", None)  # tests never restore from or push to a Hub dataset
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pipeline.settings import Settings  # noqa: E402

@@ -70,8 +70,8 @@ def test_ghost_outputs_carry_no_ai_mark(diffusion_studio, photo_path):
 
 def test_bad_options_are_refused_before_anything_is_queued(diffusion_studio, photo_path):
     garment = diffusion_studio.upload_garment(photo_path)
-    with pytest.raises(InputError, match="Batch size"):
-        generate(diffusion_studio, garment["id"], batch_size=9)
+    with pytest.raises(InputError, match="Batch size must be between 1 and 4"):
+        generate(diffusion_studio, garment["id"], batch_size=0)
     with pytest.raises(InputError):
         generate(diffusion_studio, garment["id"], pose="cartwheel")
     assert diffusion_studio.list_generations(garment["id"]) == []
