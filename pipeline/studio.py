@@ -6,6 +6,7 @@ take and return plain values (ids, strings, dicts) so the Gradio layer only has 
 
 from __future__ import annotations
 
+import copy
 import logging
 import tempfile
 import threading
@@ -100,6 +101,12 @@ class Studio:
             studio.backups = BackupScheduler.from_env(settings.database_path, settings.files_dir)
             studio.backups.start()
         return studio
+
+    def as_user(self, user_id: str) -> "Studio":
+        """The same studio acting for another user: everything it lists, reads, changes or deletes is theirs."""
+        scoped = copy.copy(self)
+        scoped.owner_id = self.database.get_user(user_id)["id"]
+        return scoped
 
     def close(self) -> None:
         self.runner.shutdown(wait=True)

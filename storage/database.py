@@ -160,6 +160,51 @@ class StudioDatabase:
     def get_user(self, user_id: str) -> dict[str, Any]:
         return self._get("users", user_id)
 
+    def create_user(self, email: str, password_hash: str | None, subscription_plan: str = "free") -> dict[str, Any]:
+        user_id = new_id()
+        with self.transaction() as db:
+            db["users"].insert({"id": user_id, "email": email, "password_hash": password_hash,
+                                "subscription_plan": subscription_plan, "preferred_model_id": None,
+                                "created_at": utc_now()})
+        return self.get_user(user_id)
+
+    def find_user_by_email(self, email: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM users WHERE email = ?", [email]))
+        return rows[0] if rows else None
+
+    def create_api_token(self, user_id: str, name: str, token_hash: str) -> dict[str, Any]:
+        token_id = new_id()
+        with self.transaction() as db:
+            db["api_tokens"].insert({"id": token_id, "user_id": user_id, "name": name, "token_hash": token_hash,
+                                     "created_at": utc_now()})
+        return self._public_token(self._get("api_tokens", token_id))
+
+    def list_api_tokens(self, user_id: str) -> list[dict[str, Any]]:
+        rows = self.db.query("SELECT * FROM api_tokens WHERE user_id = ? ORDER BY created_at", [user_id])
+        return [self._public_token(row) for row in rows]
+
+    def revoke_api_token(self, user_id: str, token_id: str) -> dict[str, Any]:
+        with self.transaction() as db:
+            cursor = db.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND user_id = ? "
+                                "AND revoked_at IS NULL", [utc_now(), token_id, user_id])
+            if cursor.rowcount != 1:
+                raise RecordNotFound("api_tokens", token_id)
+        return self._public_token(self._get("api_tokens", token_id))
+
+    def user_for_token_hash(self, token_hash: str) -> dict[str, Any] | None:
+        """The owner of a live (not revoked) token, noting its use."""
+        with self.transaction() as db:
+            rows = list(db.query("SELECT id, user_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                                 [token_hash]))
+            if not rows:
+                return None
+            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", [utc_now(), rows[0]["id"]])
+        return self.get_user(rows[0]["user_id"])
+
+    @staticmethod
+    def _public_token(row: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in row.items() if key != "token_hash"}
+
     def update_user(self, user_id: str, **values: Any) -> dict[str, Any]:
         return self._update("users", user_id, values)
 

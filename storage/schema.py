@@ -124,3 +124,19 @@ def m003_on_model_generation(db: Database) -> None:
     db.execute("ALTER TABLE output_images ADD COLUMN fidelity_delta_e REAL CHECK (fidelity_delta_e >= 0)")
     db.execute("ALTER TABLE output_images ADD COLUMN fidelity_flagged INTEGER CHECK (fidelity_flagged IN (0, 1))")
     db.execute("ALTER TABLE generations ADD COLUMN rerun_of TEXT REFERENCES generations(id) ON DELETE SET NULL")
+
+
+@migrations()
+def m004_api_tokens(db: Database) -> None:
+    """API tokens per user: only a SHA-256 of each token is kept; revoked tokens stay for the record."""
+    db.execute("""
+        CREATE TABLE api_tokens (
+            id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            token_hash TEXT NOT NULL UNIQUE,
+            created_at TEXT NOT NULL,
+            last_used_at TEXT,
+            revoked_at TEXT
+        )""")
+    db.execute("CREATE INDEX api_tokens_by_user ON api_tokens (user_id)")

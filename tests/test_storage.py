@@ -52,7 +52,7 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     reopened = StudioDatabase(tmp_path / "studio.db")
     assert migrations.pending(reopened.db) == []
     assert [m.name for m in migrations.applied(reopened.db)] == [
-        "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation"]
+        "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens"]
     reopened.close()
 
 
