@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio import FileData
 
+from pipeline.accounts import Accounts
 from pipeline.attributes import CATEGORIES
 from pipeline.errors import InputError, StudioError
 from pipeline.on_model import on_model_options
@@ -64,47 +65,47 @@ def explained(handler: Handler) -> Handler:
 class StudioAPI:
     """The public API: one typed method per endpoint, returning plain JSON (and files from /download)."""
 
-    def __init__(self, studio: Studio):
-        self.studio = studio
+    def __init__(self, access: "Access"):
+        self.access = access
 
-    def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "") -> dict:
+    def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "", request: gr.Request = None) -> dict:
         """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false
         (backend auto, classic or sam; empty for the studio's setting) and returns the garment: id, status,
         category, category_source, detected_color, detected_color_hex, mask_image_url, segmentation_backend, ..."""
         path, name = _file_path_and_name(photo)
-        return self.studio.upload_garment(path, filename=name, segment=bool(segment), backend=backend or None)
+        return self.access.studio_for(request).upload_garment(path, filename=name, segment=bool(segment), backend=backend or None)
 
-    def segment_garment(self, garment_id: str, backend: str = "") -> dict:
+    def segment_garment(self, garment_id: str, backend: str = "", request: gr.Request = None) -> dict:
         """Cut the garment out again (backend: auto, classic or sam; empty for the studio's setting)."""
-        return self.studio.segment_garment(garment_id, backend or None)
+        return self.access.studio_for(request).segment_garment(garment_id, backend or None)
 
-    def refine_garment(self, garment_id: str, points: list[list[float]], backend: str = "") -> dict:
+    def refine_garment(self, garment_id: str, points: list[list[float]], backend: str = "", request: gr.Request = None) -> dict:
         """Refine the cut-out with clicks and store it: points are [x, y, label] in photo pixels, label 1 for
         garment and 0 for background. Returns the garment, with the points in `mask_points`."""
-        return self.studio.refine_garment(garment_id, points, backend or None)
+        return self.access.studio_for(request).refine_garment(garment_id, points, backend or None)
 
-    def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "") -> dict:
+    def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "", request: gr.Request = None) -> dict:
         """Correct the category (top, bottom, dress, outerwear) and/or colour; empty values are left as they are."""
-        return self.studio.update_garment(garment_id, category or None, color_name or None, color_hex or None)
+        return self.access.studio_for(request).update_garment(garment_id, category or None, color_name or None, color_hex or None)
 
     def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: list[str] | None = None,
                  marketplaces: list[str] | None = None, background: str = DEFAULT_BACKGROUND,
                  file_format: str = "jpeg", wait: bool = False, prompt: str = "", negative_prompt: str = "",
                  batch_size: int = 1, seed: int = -1, steps: int = 0, guidance_scale: float = -1.0,
                  ip_adapter_scale: float = 0.7, controlnet_scale: float = 0.8, width: int = 0, height: int = 0,
-                 pose: str = "") -> dict:
+                 pose: str = "", request: gr.Request = None) -> dict:
         """Start a generation job. Returns the job (status pending), or the finished job when `wait` is true.
         Poll /generation with its id; its `outputs` list the images (ids for /download and /set_favorite).
         Persona models (on-model photos) also take the diffusion parameters: an empty prompt, seed -1, steps 0,
         guidance -1 and size 0 mean the card's and the model family's defaults; `prompt_used` shows the result."""
         options = on_model_options(prompt, negative_prompt, batch_size, seed, steps, guidance_scale,
                                    ip_adapter_scale, controlnet_scale, width, height, pose)
-        return self.studio.generate(garment_id, model_id, aspect_ratios or [], marketplaces or [], background,
+        return self.access.studio_for(request).generate(garment_id, model_id, aspect_ratios or [], marketplaces or [], background,
                                     file_format, wait=bool(wait), options=options)
 
     def rerun_generation(self, generation_id: str, wait: bool = False, prompt: str = "", negative_prompt: str = "",
                          seed: int = -1, steps: int = 0, guidance_scale: float = -1.0, ip_adapter_scale: float = -1.0,
-                         controlnet_scale: float = -1.0) -> dict:
+                         controlnet_scale: float = -1.0, request: gr.Request = None) -> dict:
         """Run a past generation again with its stored parameters and seeds; any value given here replaces the
         stored one (empty, -1 and 0 keep it). The new job records `rerun_of`."""
         changes = {"prompt": prompt or None, "negative_prompt": negative_prompt or None,
@@ -112,61 +113,61 @@ class StudioAPI:
                    "guidance_scale": guidance_scale if guidance_scale >= 0 else None,
                    "ip_adapter_scale": ip_adapter_scale if ip_adapter_scale >= 0 else None,
                    "controlnet_scale": controlnet_scale if controlnet_scale >= 0 else None}
-        return self.studio.rerun_generation(generation_id, wait=bool(wait), **changes)
+        return self.access.studio_for(request).rerun_generation(generation_id, wait=bool(wait), **changes)
 
-    def cancel_generation(self, generation_id: str) -> dict:
+    def cancel_generation(self, generation_id: str, request: gr.Request = None) -> dict:
         """Stop a queued or running job; it ends failed with "Cancelled." and keeps no files."""
-        return self.studio.cancel_generation(generation_id)
+        return self.access.studio_for(request).cancel_generation(generation_id)
 
-    def generation(self, generation_id: str) -> dict:
+    def generation(self, generation_id: str, request: gr.Request = None) -> dict:
         """A generation job: status, progress, error_message, parameters and outputs."""
-        return self.studio.get_generation(generation_id)
+        return self.access.studio_for(request).get_generation(generation_id)
 
-    def list_garments(self, limit: int = 50, offset: int = 0) -> list[dict]:
+    def list_garments(self, limit: int = 50, offset: int = 0, request: gr.Request = None) -> list[dict]:
         """Your garments, newest first."""
-        return self.studio.list_garments(limit, offset)
+        return self.access.studio_for(request).list_garments(limit, offset)
 
-    def list_generations(self, garment_id: str = "", limit: int = 50, offset: int = 0) -> list[dict]:
+    def list_generations(self, garment_id: str = "", limit: int = 50, offset: int = 0, request: gr.Request = None) -> list[dict]:
         """Generation jobs, newest first; only those of one garment when garment_id is given."""
-        return self.studio.list_generations(garment_id or None, limit, offset)
+        return self.access.studio_for(request).list_generations(garment_id or None, limit, offset)
 
-    def set_favorite(self, output_id: str, is_favorite: bool = True) -> dict:
+    def set_favorite(self, output_id: str, is_favorite: bool = True, request: gr.Request = None) -> dict:
         """Star or unstar an output image."""
-        return self.studio.set_favorite(output_id, bool(is_favorite))
+        return self.access.studio_for(request).set_favorite(output_id, bool(is_favorite))
 
-    def download(self, output_id: str) -> FileData:
+    def download(self, output_id: str, request: gr.Request = None) -> FileData:
         """The output image file; counts the download."""
-        path, _ = self.studio.download(output_id)
+        path, _ = self.access.studio_for(request).download(output_id)
         return FileData(path=str(path), orig_name=path.name)
 
-    def export_garment(self, garment_id: str, favorites_only: bool = False) -> FileData:
+    def export_garment(self, garment_id: str, favorites_only: bool = False, request: gr.Request = None) -> FileData:
         """A zip of the garment's photos, the real cut-outs first; only starred ones when favorites_only."""
-        path = self.studio.export_garment(garment_id, bool(favorites_only))
+        path = self.access.studio_for(request).export_garment(garment_id, bool(favorites_only))
         return FileData(path=str(path), orig_name=path.name)
 
-    def delete_garment(self, garment_id: str) -> dict:
+    def delete_garment(self, garment_id: str, request: gr.Request = None) -> dict:
         """Delete a garment with its generations, outputs and files."""
-        return self.studio.delete_garment(garment_id)
+        return self.access.studio_for(request).delete_garment(garment_id)
 
-    def delete_account(self, confirm: str) -> dict:
+    def delete_account(self, confirm: str, request: gr.Request = None) -> dict:
         """Delete your account with everything in it; `confirm` must be DELETE."""
         if confirm != "DELETE":
             raise InputError('To delete your account and everything in it, pass confirm="DELETE".')
-        return self.studio.delete_account()
+        return self.access.studio_for(request).delete_account()
 
-    def usage(self) -> dict:
+    def usage(self, request: gr.Request = None) -> dict:
         """Your plan's limits and what you have used: generations today, jobs running, storage."""
-        return self.studio.usage()
+        return self.access.studio_for(request).usage()
 
-    def set_preferred_model(self, model_id: str) -> dict:
+    def set_preferred_model(self, model_id: str, request: gr.Request = None) -> dict:
         """The virtual model the studio preselects for you."""
-        return self.studio.set_preferred_model(model_id)
+        return self.access.studio_for(request).set_preferred_model(model_id)
 
-    def virtual_models(self) -> list[dict]:
+    def virtual_models(self, request: gr.Request = None) -> list[dict]:
         """The virtual models, with whether each can be used here and, if not, why."""
-        return self.studio.virtual_models()
+        return self.access.studio_for(request).virtual_models()
 
-    def marketplaces(self) -> list[dict]:
+    def marketplaces(self, request: gr.Request = None) -> list[dict]:
         """The marketplace presets: key, name, aspect ratio and exact pixel size."""
         return [vars(preset) for preset in MARKETPLACES.values()]
 
@@ -227,9 +228,32 @@ def _gallery_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]
     return items
 
 
-def create_demo(studio: Studio) -> gr.Blocks:
-    """The whole app: seller UI and public API, wired to `studio`."""
-    api = StudioAPI(studio)
+class Access:
+    """Who is calling. Without accounts everything belongs to the one local user; with accounts every UI event and
+    API call is made as the signed-in user (email with a password or an API token), and refused without one."""
+
+    def __init__(self, studio: Studio, accounts: bool = False):
+        self.studio = studio
+        self.accounts = Accounts(studio.database) if accounts else None
+
+    def studio_for(self, request: gr.Request | None) -> Studio:
+        if self.accounts is None:
+            return self.studio
+        email = getattr(request, "username", None)
+        user = self.accounts.database.find_user_by_email(email) if email else None
+        if user is None:
+            raise gr.Error("Sign in first: this studio has accounts.")
+        return self.studio.as_user(user["id"])
+
+    def check_sign_in(self, email: str, secret: str) -> bool:
+        """For Gradio's sign-in page and for API clients (`Client(url, auth=(email, password_or_token))`)."""
+        return self.accounts is not None and self.accounts.authenticate(email, secret) is not None
+
+
+def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
+    """The whole app: seller UI and public API, wired to `studio`, acting for whoever `access` says is calling."""
+    access = access or Access(studio)
+    api = StudioAPI(access)
     models = studio.virtual_models()
     model_choices = [(f"{m['name']} ({m['id']})", m["id"]) for m in models if m["available"]]
     status = studio.backend_status()
@@ -253,8 +277,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                         uploads = gr.File(label="Garment photos (JPEG, PNG, WebP, HEIC)", file_count="multiple",
                                           file_types=["image", ".heic", ".heif"], type="filepath")
                         upload_button = gr.Button("Upload and cut out", variant="primary")
-                        garment_picker = gr.Dropdown(label="Garment", choices=_garment_choices(studio),
-                                                     interactive=True)
+                        garment_picker = gr.Dropdown(label="Garment", choices=[], interactive=True)
                     with gr.Column(scale=2):
                         with gr.Row():
                             original_view = gr.Image(label="Original", interactive=False, format="jpeg", height=360)
@@ -279,8 +302,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 gr.HTML(_model_cards_html(models))
                 with gr.Row():
                     with gr.Column():
-                        model_picker = gr.CheckboxGroup(label="Models to use", choices=model_choices,
-                                                        value=_preselected_models(studio, models))
+                        model_picker = gr.CheckboxGroup(label="Models to use", choices=model_choices, value=[])
                         default_model_button = gr.Button("Preselect the first chosen model next time", size="sm")
                     ratio_picker = gr.CheckboxGroup(label="Aspect ratios", choices=list(ASPECT_RATIOS),
                                                     value=list(DEFAULT_ASPECT_RATIOS))
@@ -348,7 +370,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
 
         # -- handlers (UI only; the API has its own endpoints below) ------------------------------
 
-        def on_show_garment(chosen_id: str):
+        def show_garment(studio: Studio, chosen_id: str):
             if not chosen_id:
                 return "", None, None, "", None, "", None, "Upload a photo to start.", [], [], []
             garment = studio.get_garment(chosen_id)
@@ -369,7 +391,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
         garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
                            gallery, output_ids, selected_output, clicks]
 
-        def on_upload(paths: list[str] | None):
+        def on_upload(paths: list[str] | None, request: gr.Request):
+            studio = access.studio_for(request)
             if not paths:
                 raise gr.Error("Choose one or more photos first.")
             last_id, refused = "", []
@@ -384,7 +407,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
                 raise gr.Error("No photo could be used. " + " ".join(refused))
             return gr.Dropdown(choices=_garment_choices(studio), value=last_id), None
 
-        def on_save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str):
+        def on_save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
             garment = studio.get_garment(chosen_id)
@@ -393,24 +417,26 @@ def create_demo(studio: Studio) -> gr.Blocks:
             studio.update_garment(chosen_id, new_category, new_name if name_changed else None,
                                   new_hex if hex_changed else None)
             gr.Info("Saved.")
-            return on_show_garment(chosen_id)
+            return show_garment(studio, chosen_id)
 
-        def on_resegment(chosen_id: str):
+        def on_resegment(chosen_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
             garment = studio.segment_garment(chosen_id)
             if garment["status"] == "failed":
                 gr.Warning(garment["error_message"])
-            return on_show_garment(chosen_id)
+            return show_garment(studio, chosen_id)
 
-        def refinement_preview(chosen_id: str, points: list):
+        def refinement_preview(studio: Studio, chosen_id: str, points: list):
             image = studio.garment_image(chosen_id)
             if points:
                 return mask_overlay(image, studio.preview_refinement(chosen_id, points).mask, points)
             garment = studio.get_garment(chosen_id)
             return mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
 
-        def on_cutout_click(chosen_id: str, points: list, mode: str, event: gr.SelectData):
+        def on_cutout_click(chosen_id: str, points: list, mode: str, event: gr.SelectData, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
             garment = studio.get_garment(chosen_id)
@@ -418,30 +444,34 @@ def create_demo(studio: Studio) -> gr.Blocks:
             x = min(event.index[0] / scale, garment["width"] - 1)
             y = min(event.index[1] / scale, garment["height"] - 1)
             points = [*points, [round(x, 1), round(y, 1), 1 if mode == "garment" else 0]]
-            return refinement_preview(chosen_id, points), points
+            return refinement_preview(studio, chosen_id, points), points
 
-        def on_undo_click(chosen_id: str, points: list):
+        def on_undo_click(chosen_id: str, points: list, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
             points = points[:-1]
-            return refinement_preview(chosen_id, points), points
+            return refinement_preview(studio, chosen_id, points), points
 
-        def on_reset_clicks(chosen_id: str):
+        def on_reset_clicks(chosen_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
-            return refinement_preview(chosen_id, []), []
+            return refinement_preview(studio, chosen_id, []), []
 
-        def on_accept_clicks(chosen_id: str, points: list):
+        def on_accept_clicks(chosen_id: str, points: list, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id or not points:
                 raise gr.Error("Click on the cut-out first: a click marks garment or background, as chosen above.")
             studio.refine_garment(chosen_id, points)
             gr.Info("Cut-out saved.")
-            return on_show_garment(chosen_id)
+            return show_garment(studio, chosen_id)
 
         def on_generate(chosen_id: str, model_ids: list[str], ratios: list[str], marketplaces: list[str],
                         background_name: str, fmt: str, prompt: str, negative: str, batch: int, seed: float,
                         steps: float, guidance: float, ip: float, control: float, width: float, height: float,
-                        pose: str, repeat_of: str, progress=gr.Progress()):
+                        pose: str, repeat_of: str, request: gr.Request, progress=gr.Progress()):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Upload or choose a garment first.")
             if not model_ids:
@@ -460,42 +490,49 @@ def create_demo(studio: Studio) -> gr.Blocks:
             details = "\n\n".join([*(_job_details(job) for job in finished), _usage_markdown(studio.usage())])
             return items, ids, "", details, "", _past_runs(studio, chosen_id)
 
-        def on_cancel(chosen_id: str):
+        def on_cancel(chosen_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             running = [job for job in studio.list_generations(chosen_id or None, limit=50)
                        if job["status"] in ("pending", "processing")] if chosen_id else []
             for job in running:
                 studio.cancel_generation(job["id"])
             gr.Info(f"Cancelled {len(running)} job(s)." if running else "Nothing is running for this garment.")
 
-        def on_usage():
+        def on_usage(request: gr.Request):
+            studio = access.studio_for(request)
             return _usage_markdown(studio.usage())
 
-        def on_delete_account(confirm: str):
+        def on_delete_account(confirm: str, request: gr.Request):
+            studio = access.studio_for(request)
             if confirm != "DELETE":
                 raise gr.Error("Type DELETE in the box to confirm.")
             studio.delete_account()
             gr.Info("Your account and everything in it were deleted.")
             return _usage_markdown(studio.usage()), "", gr.Dropdown(choices=[], value=None)
 
-        def on_delete_garment(chosen_id: str):
+        def on_delete_garment(chosen_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Open a garment first (select it in the table or the Studio tab).")
             studio.delete_garment(chosen_id)
             gr.Info("The garment and its photos were deleted.")
             return gr.Dropdown(choices=_garment_choices(studio), value=None)
 
-        def on_preselect(model_ids: list[str]):
+        def on_preselect(model_ids: list[str], request: gr.Request):
+            studio = access.studio_for(request)
             if not model_ids:
                 raise gr.Error("Tick a model first.")
             studio.set_preferred_model(model_ids[0])
             gr.Info(f"{model_ids[0]} will be preselected.")
 
-        def on_export(chosen_id: str):
+        def on_export(chosen_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
             return str(studio.export_garment(chosen_id))
 
-        def on_load_parameters(generation_id: str):
+        def on_load_parameters(generation_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not generation_id:
                 raise gr.Error("Choose a past generation first.")
             job = studio.get_generation(generation_id)
@@ -506,21 +543,24 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     p["guidance_scale"], p["ip_adapter_scale"], p["controlnet_scale"], p["width"], p["height"],
                     p["pose"], generation_id, gr.CheckboxGroup(value=[job["target_model_id"]]))
 
-        def on_compare(generation_id: str):
+        def on_compare(generation_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if not generation_id:
                 return [], ""
             job = studio.get_generation(generation_id)
             return _gallery_items(studio, job["outputs"]), _job_details(job)
 
-        def compare_choices():
+        def compare_choices(request: gr.Request):
+            studio = access.studio_for(request)
             choices = [(_run_label(job), job["id"]) for job in studio.list_generations(limit=200)]
             return gr.Dropdown(choices=choices), gr.Dropdown(choices=choices)
 
-        def on_select_output(ids: list[str], event: gr.SelectData):
+        def on_select_output(ids: list[str], event: gr.SelectData, request: gr.Request):
+            studio = access.studio_for(request)
             output_id = ids[event.index] if event.index is not None and event.index < len(ids) else ""
-            return _output_controls(output_id)
+            return output_controls(studio, output_id)
 
-        def _output_controls(output_id: str):
+        def output_controls(studio: Studio, output_id: str):
             if not output_id:
                 return ("", gr.Button("☆ Favourite", interactive=False),
                         gr.DownloadButton("Download", value=None, interactive=False), "")
@@ -531,21 +571,24 @@ def create_demo(studio: Studio) -> gr.Blocks:
             return (output_id, gr.Button(star, interactive=True),
                     gr.DownloadButton("Download", value=str(path), interactive=True), info)
 
-        def on_toggle_favorite(output_id: str, ids: list[str]):
+        def on_toggle_favorite(output_id: str, ids: list[str], request: gr.Request):
+            studio = access.studio_for(request)
             if not output_id:
                 raise gr.Error("Select an image in the results first.")
             output = studio.get_output(output_id)
             studio.set_favorite(output_id, not output["is_favorite"])
             outputs = [studio.get_output(each) for each in ids]
             gallery_update = gr.Gallery(value=_gallery_items(studio, outputs), selected_index=ids.index(output_id))
-            return (gallery_update, *_output_controls(output_id))
+            return (gallery_update, *output_controls(studio, output_id))
 
-        def on_record_download(output_id: str):
+        def on_record_download(output_id: str, request: gr.Request):
+            studio = access.studio_for(request)
             if output_id:
                 studio.download(output_id)
-            return _output_controls(output_id)[3]
+            return output_controls(studio, output_id)[3]
 
-        def on_history():
+        def on_history(request: gr.Request):
+            studio = access.studio_for(request)
             garments = studio.list_garments(limit=200)
             generations = studio.list_generations(limit=200)
             garment_rows = [[g["id"], g["created_at"][:19], g["original_filename"], g["category"],
@@ -557,11 +600,26 @@ def create_demo(studio: Studio) -> gr.Blocks:
                     gr.Dataframe(value=generation_rows or None,
                                  headers=["id", "garment", "model", "status", "created", "error"]))
 
-        def on_open_from_history(event: gr.SelectData):
+        def on_open_from_history(event: gr.SelectData, request: gr.Request):
+            studio = access.studio_for(request)
             row = event.row_value or []
             if not row:
                 return gr.Dropdown(), gr.Tabs()
             return gr.Dropdown(choices=_garment_choices(studio), value=row[0]), gr.Tabs(selected="studio")
+
+        def on_show_garment(chosen_id: str, request: gr.Request):
+            return show_garment(access.studio_for(request), chosen_id)
+
+        def on_output_controls(output_id: str, request: gr.Request):
+            return output_controls(access.studio_for(request), output_id)
+
+        def on_past_runs(chosen_id: str, request: gr.Request):
+            return _past_runs(access.studio_for(request), chosen_id)
+
+        def on_page_load(request: gr.Request):
+            studio = access.studio_for(request)
+            return gr.Dropdown(choices=_garment_choices(studio), value=None), gr.CheckboxGroup(
+                value=_preselected_models(studio, studio.virtual_models()))
 
         private = {"api_visibility": "private"}
         ui = explained
@@ -581,7 +639,7 @@ def create_demo(studio: Studio) -> gr.Blocks:
                               *tuning],
             [gallery, output_ids, selected_output, job_details, rerun_of, past_runs],
             concurrency_id="gpu", concurrency_limit=1, **private,
-        ).then(ui(_output_controls), selected_output, [selected_output, favorite_button, download_button,
+        ).then(ui(on_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
         cancel_button.click(ui(on_cancel), garment_id, None, queue=False, **private)
         account_tab.select(ui(on_usage), None, usage_view, **private)
@@ -592,7 +650,8 @@ def create_demo(studio: Studio) -> gr.Blocks:
         default_model_button.click(ui(on_preselect), model_picker, None, **private)
         export_button.click(ui(on_export), garment_id, export_file, **private)
         load_button.click(ui(on_load_parameters), past_runs, [*tuning, model_picker], **private)
-        garment_picker.change(lambda chosen: _past_runs(studio, chosen), garment_picker, past_runs, **private)
+        garment_picker.change(ui(on_past_runs), garment_picker, past_runs, **private)
+        demo.load(ui(on_page_load), None, [garment_picker, model_picker], **private)
         compare_tab.select(ui(compare_choices), None, [compare_pickers["A"], compare_pickers["B"]], **private)
         for side in ("A", "B"):
             compare_pickers[side].change(ui(on_compare), compare_pickers[side],
@@ -666,21 +725,29 @@ def _wait_with_progress(studio: Studio, generation_id: str, progress: gr.Progres
         time.sleep(POLL_SECONDS)
 
 
-def launch_options(studio: Studio) -> dict[str, Any]:
-    """What `launch()` needs besides host and port: the data directory may be served (its files only)."""
-    return {"allowed_paths": [str(studio.settings.files_dir)], "css": CSS, "theme": gr.themes.Soft()}
+def launch_options(studio: Studio, access: Access | None = None) -> dict[str, Any]:
+    """What `launch()` needs besides host and port: the data directory's files may be served, and with accounts
+    every page, event and API call needs a signed-in user."""
+    options: dict[str, Any] = {"css": CSS, "theme": gr.themes.Soft()}
+    if access is not None and access.accounts is not None:
+        # No direct file URLs: a user's files reach them only as copies their own calls return.
+        options.update(auth=access.check_sign_in, auth_message="Sign in with your Resell Studio email and password.")
+    else:
+        options["allowed_paths"] = [str(studio.settings.files_dir)]
+    return options
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None, accounts: bool = False) -> None:
     """Serves until interrupted. Without a host or port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
     (which Spaces set) or 127.0.0.1:7860 are used."""
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     port = port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
     studio = Studio.open(settings)
-    demo = create_demo(studio)
+    access = Access(studio, accounts=accounts)
+    demo = create_demo(studio, access)
     demo.queue(default_concurrency_limit=4)
     try:
-        demo.launch(server_name=host, server_port=port, **launch_options(studio))
+        demo.launch(server_name=host, server_port=port, **launch_options(studio, access))
     finally:
         studio.close()
 

@@ -54,6 +54,7 @@ from pipeline.segmentation import Segmentation, describe_segmentation_backend, g
 from pipeline.settings import Settings
 from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
+from storage.database import LOCAL_USER_EMAIL
 from storage.backup import BackupScheduler, backup_settings_from_env, restore_if_empty
 from storage.locks import DataDirLock
 
@@ -559,11 +560,12 @@ class Studio:
         local user) the studio then starts afresh with an empty local user."""
         for garment in self.database.list_garments(self.owner_id, limit=100_000):
             self.delete_garment(garment["id"])
-        deleted = self.owner_id
-        for relative in self.database.delete_user(deleted):
+        deleted = self.database.get_user(self.owner_id)
+        for relative in self.database.delete_user(deleted["id"]):
             self.files.delete(relative)
-        self.owner_id = self.database.ensure_local_user()["id"]
-        return {"deleted": deleted}
+        if deleted["email"] == LOCAL_USER_EMAIL:
+            self.owner_id = self.database.ensure_local_user()["id"]
+        return {"deleted": deleted["id"]}
 
     # -- outputs --------------------------------------------------------------------------------
 
