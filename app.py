@@ -261,6 +261,8 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
     with gr.Blocks(title="Resell Studio") as demo:
         gr.Markdown("# Resell Studio\nPhotograph a garment on the floor, a bed or a hanger; get clean photos for "
                     "every marketplace.")
+        if access.accounts is not None:
+            gr.Markdown("[Sign out](logout)")
         gr.Markdown(f"<small>{status['segmentation']}<br>{status['category']}<br>{status['generation']}</small>")
         garment_id = gr.State("")
         compare_pickers: dict[str, gr.Dropdown] = {}
@@ -356,7 +358,18 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
 
             with gr.Tab("Account", id="account") as account_tab:
                 usage_view = gr.Markdown()
-                gr.Markdown("Deleting your account removes every garment, job, photo and file, for good.")
+                gr.Markdown("### API tokens\nPrograms sign in with your email and a token: "
+                            "`Client(url, auth=(email, token))`. A token is shown once; revoke it when done.")
+                with gr.Row():
+                    token_name = gr.Textbox(label="Token name", placeholder="my listing script", scale=2)
+                    create_token_button = gr.Button("Create token")
+                new_token = gr.Textbox(label="New token (copy it now)", interactive=False)
+                tokens_table = gr.Dataframe(label="Your tokens", interactive=False)
+                with gr.Row():
+                    revoke_choice = gr.Dropdown(label="Token to revoke", choices=[], scale=2)
+                    revoke_button = gr.Button("Revoke")
+                gr.Markdown("### Delete your account\nDeleting your account removes every garment, job, photo and "
+                            "file, for good.")
                 with gr.Row():
                     confirm_box = gr.Textbox(label='Type DELETE to confirm', scale=2)
                     delete_account_button = gr.Button("Delete my account and everything in it", variant="stop")
@@ -372,7 +385,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
 
         def show_garment(studio: Studio, chosen_id: str):
             if not chosen_id:
-                return "", None, None, "", None, "", None, "Upload a photo to start.", [], [], []
+                return "", None, None, None, "", None, "Upload a photo to start.", [], [], "", []
             garment = studio.get_garment(chosen_id)
             image = studio.garment_image(chosen_id)
             overlay = mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
@@ -500,7 +513,31 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
 
         def on_usage(request: gr.Request):
             studio = access.studio_for(request)
-            return _usage_markdown(studio.usage())
+            return (_usage_markdown(studio.usage()), *token_views(studio))
+
+        def token_views(studio: Studio):
+            if access.accounts is None:
+                return gr.Dataframe(value=None), gr.Dropdown(choices=[])
+            tokens = access.accounts.list_tokens(studio.owner_id)
+            rows = [[t["name"], t["created_at"][:19], (t["last_used_at"] or "")[:19], "revoked" if t["revoked_at"]
+                     else "live"] for t in tokens]
+            live = [(f"{t['name']} ({t['created_at'][:10]})", t["id"]) for t in tokens if not t["revoked_at"]]
+            return (gr.Dataframe(value=rows or None, headers=["name", "created", "last used", "state"]),
+                    gr.Dropdown(choices=live, value=None))
+
+        def on_create_token(name: str, request: gr.Request):
+            studio = access.studio_for(request)
+            if access.accounts is None:
+                raise gr.Error("This studio runs without accounts: API calls need no token.")
+            token = access.accounts.create_token(studio.owner_id, name)
+            return (token["token"], *token_views(studio))
+
+        def on_revoke_token(token_id: str, request: gr.Request):
+            studio = access.studio_for(request)
+            if access.accounts is None or not token_id:
+                raise gr.Error("Choose a token to revoke.")
+            access.accounts.revoke_token(studio.owner_id, token_id)
+            return token_views(studio)
 
         def on_delete_account(confirm: str, request: gr.Request):
             studio = access.studio_for(request)
@@ -642,7 +679,10 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
         ).then(ui(on_output_controls), selected_output, [selected_output, favorite_button, download_button,
                                                        output_info], **private)
         cancel_button.click(ui(on_cancel), garment_id, None, queue=False, **private)
-        account_tab.select(ui(on_usage), None, usage_view, **private)
+        account_tab.select(ui(on_usage), None, [usage_view, tokens_table, revoke_choice], **private)
+        create_token_button.click(ui(on_create_token), token_name, [new_token, tokens_table, revoke_choice],
+                                  **private)
+        revoke_button.click(ui(on_revoke_token), revoke_choice, [tokens_table, revoke_choice], **private)
         delete_account_button.click(ui(on_delete_account), confirm_box, [usage_view, confirm_box, garment_picker],
                                     **private)
         delete_garment_button.click(ui(on_delete_garment), garment_id, garment_picker, **private).then(
@@ -757,7 +797,8 @@ def __getattr__(name: str) -> Any:
     if name == "demo":
         global demo
         studio = Studio.open(Settings.from_env())
-        demo = create_demo(studio)
+        accounts = os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes")
+        demo = create_demo(studio, Access(studio, accounts=accounts))
         return demo
     raise AttributeError(name)
 

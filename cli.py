@@ -34,12 +34,22 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"address to listen on (env GRADIO_SERVER_NAME, default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (env GRADIO_SERVER_PORT, default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
+    serve.add_argument("--accounts", action="store_true",
+                       help="sellers sign in with email and password (or an API token); default: one local user "
+                            "(env STUDIO_ACCOUNTS=1)")
     _model_options(serve, backend_flag="--segmentation-backend")
 
     segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")
     segment.add_argument("images", nargs="+", metavar="IMAGE")
     segment.add_argument("--out", required=True, help="folder for the masks, written as <stem>.png")
     _model_options(segment, backend_flag="--backend")
+
+    users = commands.add_parser("users", help="manage accounts (for a studio served with --accounts)")
+    users.add_argument("action", choices=["add", "list", "token"])
+    users.add_argument("email", nargs="?")
+    users.add_argument("--plan", default="free", choices=["free", "pro", "enterprise"])
+    users.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    users.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR)")
 
     generate = commands.add_parser("generate", help="make marketplace photos of a garment (stored in the data dir)")
     generate.add_argument("image", metavar="IMAGE")
@@ -112,7 +122,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 def run_serve(args: argparse.Namespace) -> int:
     from app import serve
 
-    serve(_settings(args), host=args.host, port=args.port)
+    accounts = args.accounts or os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes")
+    serve(_settings(args), host=args.host, port=args.port, accounts=accounts)
     return 0
 
 
@@ -192,13 +203,44 @@ def run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_users(args: argparse.Namespace) -> int:
+    import getpass
+
+    from pipeline.accounts import Accounts
+    from storage import StudioDatabase
+
+    settings = Settings.from_env(args.data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = StudioDatabase(settings.database_path)
+    accounts = Accounts(database)
+    try:
+        if args.action == "list":
+            for user in database.db.query("SELECT email, subscription_plan, created_at FROM users ORDER BY email"):
+                print(json.dumps(user))
+            return 0
+        if not args.email:
+            raise StudioError(f"Say whose account: resell-studio users {args.action} EMAIL")
+        if args.action == "add":
+            password = sys.stdin.readline().rstrip("\n") if args.password_stdin else getpass.getpass("Password: ")
+            print(json.dumps(accounts.sign_up(args.email, password, args.plan)))
+            return 0
+        user = database.find_user_by_email(args.email.strip().lower())
+        if user is None:
+            raise StudioError(f"No account for {args.email}.")
+        token = accounts.create_token(user["id"], "command line")
+        print(json.dumps({"email": user["email"], "token": token["token"], "id": token["id"]}))
+        return 0
+    finally:
+        database.close()
+
+
 def _error(message: str) -> None:
     print(f"resell-studio: error: {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    runners = {"serve": run_serve, "segment": run_segment, "generate": run_generate}
+    runners = {"serve": run_serve, "segment": run_segment, "generate": run_generate, "users": run_users}
     try:
         return runners[args.command](args)
     except StudioError as error:

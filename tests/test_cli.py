@@ -102,3 +102,15 @@ def test_a_backend_that_does_not_match_the_model_is_refused(tmp_path, photo_path
     result = run("generate", str(photo_path), "--model", "ghost_01", "--backend", "diffusion", "--data-dir", "d",
                  cwd=tmp_path)
     assert result.returncode != 0 and "ghost backend" in result.stderr
+
+
+def test_users_add_and_token(tmp_path):
+    env_dir = ["--data-dir", str(tmp_path / "d")]
+    added = subprocess.run([str(COMMAND), "users", "add", "ana@example.com", "--plan", "pro", "--password-stdin",
+                            *env_dir], input="a long enough password\n", capture_output=True, text=True, timeout=60)
+    assert added.returncode == 0, added.stderr
+    assert json.loads(added.stdout)["subscription_plan"] == "pro" and "password" not in added.stdout
+    token = run("users", "token", "ana@example.com", *env_dir, cwd=tmp_path)
+    assert json.loads(token.stdout)["token"].startswith("rs_")
+    missing = run("users", "token", "bo@example.com", *env_dir, cwd=tmp_path)
+    assert missing.returncode != 0 and "No account for bo@example.com" in missing.stderr
