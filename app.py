@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import gradio as gr
 from gradio import FileData
 
-from pipeline.accounts import Accounts
+from pipeline.accounts import Accounts, hash_token
 from pipeline.attributes import CATEGORIES
 from pipeline.errors import InputError, StudioError
 from pipeline.on_model import on_model_options
@@ -228,26 +228,60 @@ def _gallery_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]
     return items
 
 
-class Access:
-    """Who is calling. Without accounts everything belongs to the one local user; with accounts every UI event and
-    API call is made as the signed-in user (email with a password or an API token), and refused without one."""
+AUTH_MODES = ("none", "password", "huggingface")
+TOKEN_HEADER = "x-studio-token"
 
-    def __init__(self, studio: Studio, accounts: bool = False):
+
+class Access:
+    """Who is calling.
+
+    - `none`: everything belongs to the one local user (`make run`).
+    - `password`: Gradio's sign-in page and `Client(url, auth=(email, password_or_token))`.
+    - `huggingface`: "Sign in with Hugging Face" on a Space (`hf_oauth: true`); programs send an API token in the
+      `x-studio-token` header (`Client(url, headers={"x-studio-token": token})`).
+    In the last two every UI event and API call acts as that user, and is refused without one."""
+
+    def __init__(self, studio: Studio, mode: str = "none"):
+        if mode not in AUTH_MODES:
+            raise InputError(f"Unknown sign-in mode {mode!r}; choose one of {', '.join(AUTH_MODES)}.")
         self.studio = studio
-        self.accounts = Accounts(studio.database) if accounts else None
+        self.mode = mode
+        self.accounts = Accounts(studio.database) if mode != "none" else None
 
     def studio_for(self, request: gr.Request | None) -> Studio:
         if self.accounts is None:
             return self.studio
-        email = getattr(request, "username", None)
-        user = self.accounts.database.find_user_by_email(email) if email else None
+        user = self._token_user(request) or self._signed_in_user(request)
         if user is None:
             raise gr.Error("Sign in first: this studio has accounts.")
         return self.studio.as_user(user["id"])
 
+    def _token_user(self, request: gr.Request | None) -> dict | None:
+        headers = getattr(request, "headers", None) or {}
+        token = headers.get(TOKEN_HEADER, "")
+        return self.accounts.database.user_for_token_hash(hash_token(token)) if token else None
+
+    def _signed_in_user(self, request: gr.Request | None) -> dict | None:
+        if self.mode == "password":
+            email = getattr(request, "username", None)
+            return self.accounts.database.find_user_by_email(email) if email else None
+        username = hugging_face_username(request)
+        return self.accounts.user_for_hugging_face(username) if username else None
+
     def check_sign_in(self, email: str, secret: str) -> bool:
         """For Gradio's sign-in page and for API clients (`Client(url, auth=(email, password_or_token))`)."""
         return self.accounts is not None and self.accounts.authenticate(email, secret) is not None
+
+
+def hugging_face_username(request: gr.Request | None) -> str | None:
+    """The Hugging Face user signed in through `gr.LoginButton` (the OAuth session Gradio keeps), if any."""
+    try:
+        info = request.session.get("oauth_info") if request is not None else None
+    except (AttributeError, AssertionError):  # no session middleware: nobody can be signed in
+        return None
+    if not info or (info.get("expires_at") or float("inf")) < time.time():
+        return None
+    return (info.get("userinfo") or {}).get("preferred_username")
 
 
 def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
@@ -261,8 +295,10 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
     with gr.Blocks(title="Resell Studio") as demo:
         gr.Markdown("# Resell Studio\nPhotograph a garment on the floor, a bed or a hanger; get clean photos for "
                     "every marketplace.")
-        if access.accounts is not None:
+        if access.mode == "password":
             gr.Markdown("[Sign out](logout)")
+        elif access.mode == "huggingface":
+            gr.LoginButton()
         gr.Markdown(f"<small>{status['segmentation']}<br>{status['category']}<br>{status['generation']}</small>")
         garment_id = gr.State("")
         compare_pickers: dict[str, gr.Dropdown] = {}
@@ -769,21 +805,21 @@ def launch_options(studio: Studio, access: Access | None = None) -> dict[str, An
     """What `launch()` needs besides host and port: the data directory's files may be served, and with accounts
     every page, event and API call needs a signed-in user."""
     options: dict[str, Any] = {"css": CSS, "theme": gr.themes.Soft()}
-    if access is not None and access.accounts is not None:
-        # No direct file URLs: a user's files reach them only as copies their own calls return.
-        options.update(auth=access.check_sign_in, auth_message="Sign in with your Resell Studio email and password.")
-    else:
+    if access is None or access.accounts is None:
         options["allowed_paths"] = [str(studio.settings.files_dir)]
+    # Otherwise no direct file URLs: a user's files reach them only as copies their own calls return.
+    if access is not None and access.mode == "password":
+        options.update(auth=access.check_sign_in, auth_message="Sign in with your Resell Studio email and password.")
     return options
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None, accounts: bool = False) -> None:
+def serve(settings: Settings, host: str | None = None, port: int | None = None, auth: str = "none") -> None:
     """Serves until interrupted. Without a host or port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
     (which Spaces set) or 127.0.0.1:7860 are used."""
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     port = port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
     studio = Studio.open(settings)
-    access = Access(studio, accounts=accounts)
+    access = Access(studio, auth)
     demo = create_demo(studio, access)
     demo.queue(default_concurrency_limit=4)
     try:
@@ -792,13 +828,19 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
         studio.close()
 
 
+def auth_mode_from_env() -> str:
+    """STUDIO_AUTH (none | password | huggingface); STUDIO_ACCOUNTS=1 means password."""
+    if os.environ.get("STUDIO_AUTH"):
+        return os.environ["STUDIO_AUTH"]
+    return "password" if os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes") else "none"
+
+
 def __getattr__(name: str) -> Any:
     # `demo` is what Spaces and `gradio app.py` look for; built on first access, not at import.
     if name == "demo":
         global demo
         studio = Studio.open(Settings.from_env())
-        accounts = os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes")
-        demo = create_demo(studio, Access(studio, accounts=accounts))
+        demo = create_demo(studio, Access(studio, auth_mode_from_env()))
         return demo
     raise AttributeError(name)
 

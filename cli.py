@@ -34,9 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help=f"address to listen on (env GRADIO_SERVER_NAME, default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, help=f"port (env GRADIO_SERVER_PORT, default {DEFAULT_PORT})")
     serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
-    serve.add_argument("--accounts", action="store_true",
-                       help="sellers sign in with email and password (or an API token); default: one local user "
-                            "(env STUDIO_ACCOUNTS=1)")
+    serve.add_argument("--accounts", action="store_true", help="the same as --auth password")
+    serve.add_argument("--auth", choices=["none", "password", "huggingface"],
+                       help="none: one local user (default); password: sellers sign in with email and password "
+                            "(or an API token); huggingface: Sign in with Hugging Face on a Space (env STUDIO_AUTH)")
     _model_options(serve, backend_flag="--segmentation-backend")
 
     segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")
@@ -122,8 +123,10 @@ def _settings(args: argparse.Namespace) -> Settings:
 def run_serve(args: argparse.Namespace) -> int:
     from app import serve
 
-    accounts = args.accounts or os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes")
-    serve(_settings(args), host=args.host, port=args.port, accounts=accounts)
+    from app import auth_mode_from_env
+
+    auth = args.auth or ("password" if args.accounts else auth_mode_from_env())
+    serve(_settings(args), host=args.host, port=args.port, auth=auth)
     return 0
 
 

@@ -18,7 +18,7 @@ def server(studio):
     accounts = Accounts(studio.database)
     for email, password in (ANA, BO):
         accounts.sign_up(email, password)
-    access = Access(studio, accounts=True)
+    access = Access(studio, "password")
     demo = create_demo(studio, access)
     demo.queue(default_concurrency_limit=4)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(studio, access))
@@ -84,3 +84,59 @@ def test_no_token_a_wrong_token_and_a_revoked_token_are_refused(server):
     accounts.revoke_token(ana_id, token["id"])
     with pytest.raises(Exception):
         client(url, (ANA[0], token["token"]))
+
+
+class FakeRequest:
+    """What Gradio hands a handler: headers, and the OAuth session that gr.LoginButton fills."""
+
+    def __init__(self, session: dict | None = None, headers: dict | None = None, username: str | None = None):
+        self.session = session or {}
+        self.headers = headers or {}
+        self.username = username
+
+
+def test_hugging_face_sign_in_maps_to_a_user_row_and_anonymous_is_refused(studio):
+    import time
+
+    import gradio as gr
+
+    access = Access(studio, "huggingface")
+    signed_in = FakeRequest({"oauth_info": {"userinfo": {"preferred_username": "SellerSam"},
+                                            "expires_at": time.time() + 60}})
+    sam = access.studio_for(signed_in)
+    assert studio.database.get_user(sam.owner_id)["email"] == "sellersam@users.huggingface.co"
+    assert access.studio_for(signed_in).owner_id == sam.owner_id  # the same row every time
+    expired = FakeRequest({"oauth_info": {"userinfo": {"preferred_username": "SellerSam"}, "expires_at": 1}})
+    for anonymous in (FakeRequest(), expired, FakeRequest(username="sellersam@users.huggingface.co"), None):
+        with pytest.raises(gr.Error, match="Sign in"):
+            access.studio_for(anonymous)
+
+
+@pytest.fixture
+def as_if_on_a_space(monkeypatch):
+    """Gradio's real OAuth routes, as a Space with `hf_oauth: true` has them (nothing here calls the Hub)."""
+    from gradio import oauth
+
+    monkeypatch.setattr(oauth, "get_space", lambda: "resell/studio")
+    for name, value in {"OAUTH_CLIENT_ID": "client", "OAUTH_CLIENT_SECRET": "secret",
+                        "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}.items():
+        monkeypatch.setattr(oauth, name, value)
+
+
+def test_programs_use_an_api_token_header_on_a_hugging_face_studio(studio, photo_path, as_if_on_a_space):
+    access = Access(studio, "huggingface")
+    user = access.accounts.user_for_hugging_face("sellersam")
+    token = access.accounts.create_token(user["id"], "script")
+    demo = create_demo(studio, access)
+    _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(studio, access))
+    try:
+        with pytest.raises(Exception, match="Sign in"):
+            Client(url, verbose=False).predict(api_name="/list_garments")
+        with pytest.raises(Exception, match="Sign in"):
+            Client(url, verbose=False, headers={"x-studio-token": "rs_wrong"}).predict(api_name="/list_garments")
+        program = Client(url, verbose=False, headers={"x-studio-token": token["token"]})
+        garment = program.predict(handle_file(str(photo_path)), api_name="/upload_garment")
+        assert [g["id"] for g in program.predict(api_name="/list_garments")] == [garment["id"]]
+        assert studio.as_user(user["id"]).get_garment(garment["id"])["id"] == garment["id"]
+    finally:
+        demo.close()
