@@ -159,6 +159,24 @@ class StudioAPI:
         """Your plan's limits and what you have used: generations today, jobs running, storage."""
         return self.access.studio_for(request).usage()
 
+    def create_api_token(self, name: str = "", request: gr.Request = None) -> dict:
+        """A new API token for programs (shown once, in `token`); only on a studio with accounts."""
+        studio = self.access.studio_for(request)
+        return self._accounts().create_token(studio.owner_id, name)
+
+    def list_api_tokens(self, request: gr.Request = None) -> list[dict]:
+        """Your API tokens: id, name, created_at, last_used_at, revoked_at (never the token itself)."""
+        return self._accounts().list_tokens(self.access.studio_for(request).owner_id)
+
+    def revoke_api_token(self, token_id: str, request: gr.Request = None) -> dict:
+        """Revoke one of your API tokens."""
+        return self._accounts().revoke_token(self.access.studio_for(request).owner_id, token_id)
+
+    def _accounts(self) -> Accounts:
+        if self.access.accounts is None:
+            raise InputError("This studio runs without accounts: API calls need no token.")
+        return self.access.accounts
+
     def set_preferred_model(self, model_id: str, request: gr.Request = None) -> dict:
         """The virtual model the studio preselects for you."""
         return self.access.studio_for(request).set_preferred_model(model_id)
@@ -174,7 +192,8 @@ class StudioAPI:
     ENDPOINTS = ("upload_garment", "segment_garment", "refine_garment", "update_garment", "generate",
                  "rerun_generation", "cancel_generation", "generation", "list_garments", "list_generations",
                  "set_favorite", "download", "export_garment", "delete_garment", "delete_account", "usage",
-                 "set_preferred_model", "virtual_models", "marketplaces")
+                 "create_api_token", "list_api_tokens", "revoke_api_token", "set_preferred_model", "virtual_models",
+                 "marketplaces")
     GPU_ENDPOINTS = ("generate", "rerun_generation")
 
 

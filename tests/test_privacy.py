@@ -84,6 +84,14 @@ def test_no_token_a_wrong_token_and_a_revoked_token_are_refused(server):
     accounts.revoke_token(ana_id, token["id"])
     with pytest.raises(Exception):
         client(url, (ANA[0], token["token"]))
+    # the same through the API, as a program would
+    ana = client(url, ANA)
+    made = ana.predict("deploy script", api_name="/create_api_token")
+    assert client(url, (ANA[0], made["token"])).predict(api_name="/list_garments") == []
+    with pytest.raises(Exception, match="No live API token"):
+        client(url, BO).predict(made["id"], api_name="/revoke_api_token")
+    ana.predict(made["id"], api_name="/revoke_api_token")
+    assert [t["revoked_at"] is not None for t in ana.predict(api_name="/list_api_tokens")] == [True, True]
 
 
 class FakeRequest:
