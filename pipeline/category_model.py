@@ -16,6 +16,7 @@ from PIL import Image
 
 from pipeline.attributes import CATEGORIES, guess_category
 from pipeline.errors import BackendUnavailableError, InputError
+from pipeline.hub import LoadedOnce
 
 DEFAULT_CATEGORY_MODEL = "patrickjohncyh/fashion-clip"
 CATEGORY_MODEL_ENV = "STUDIO_CATEGORY_MODEL"
@@ -255,40 +256,19 @@ def _first_line(error: BaseException) -> str:
     return line if len(line) <= 200 else line[:197] + "..."
 
 
-_cache_lock = threading.Lock()
-_load_locks: dict[str, threading.Lock] = {}
-_classifiers: dict[str, ClipCategoryClassifier] = {}
-_failures: dict[str, str] = {}  # model id -> the message of its failed load
+_classifiers: LoadedOnce[ClipCategoryClassifier] = LoadedOnce("category model")
 
 
 def load_category_classifier(model_id: str | None = None) -> ClipCategoryClassifier:
     """The process-wide classifier for a model id (loaded on first call). A failed load is remembered and its
     error raised again at once, so a missing model costs one network attempt per process, not one per photo."""
     key = resolve_category_model(model_id)
-    with _cache_lock:
-        lock = _load_locks.setdefault(key, threading.Lock())
-    with lock:
-        if key in _classifiers:
-            return _classifiers[key]
-        if key in _failures:
-            raise BackendUnavailableError(_failures[key])
-        try:
-            classifier = ClipCategoryClassifier(key)
-        except BackendUnavailableError as error:
-            _failures[key] = str(error)
-            raise
-        except Exception as error:  # noqa: BLE001 - e.g. out of memory moving to the device
-            _failures[key] = f"Category model {key} could not be loaded: {_first_line(error)}"
-            raise BackendUnavailableError(_failures[key]) from None
-        _classifiers[key] = classifier
-        return classifier
+    return _classifiers.get(key, lambda: ClipCategoryClassifier(key))
 
 
 def forget_category_classifiers() -> None:
     """Drop loaded classifiers and remembered failures (tests; or after the weights were installed)."""
-    with _cache_lock:
-        _classifiers.clear()
-        _failures.clear()
+    _classifiers.clear()
 
 
 def heuristic_prediction(mask: np.ndarray) -> CategoryPrediction:

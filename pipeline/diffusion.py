@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 
 from pipeline.errors import BackendUnavailableError, InputError, StudioError
-from pipeline.hub import load_local_first
+from pipeline.hub import LoadedOnce, load_local_first
 from pipeline.sam import choose_device
 
 FAMILIES = ("sdxl", "sd15")
@@ -385,8 +385,7 @@ def _fuse_lora(pipe, models: DiffusionModels) -> None:
 # ---------------------------------------------------------------------------------------------- shared instances
 
 _BackendKey = tuple[DiffusionModels, str, bool, bool]
-_backends: dict[_BackendKey, DiffusionBackend | BackendUnavailableError] = {}
-_backends_lock = threading.Lock()
+_backends: LoadedOnce[DiffusionBackend] = LoadedOnce("diffusion pipeline")
 
 
 def load_diffusion_backend(models: DiffusionModels, device: str | None = None, cpu_offload: bool = False,
@@ -394,20 +393,10 @@ def load_diffusion_backend(models: DiffusionModels, device: str | None = None, c
     """The process-wide backend for (models, device, flags); a failed load is remembered and raised again."""
     device_name, _ = choose_device(device)
     key = (replace(models, family=parse_family(models.family)), device_name, bool(cpu_offload), bool(vae_tiling))
-    with _backends_lock:
-        known = _backends.get(key)
-        if known is None:
-            try:
-                known = DiffusionBackend(key[0], device_name, cpu_offload=key[2], vae_tiling=key[3])
-            except BackendUnavailableError as error:
-                known = error
-            _backends[key] = known
-    if isinstance(known, BackendUnavailableError):
-        raise BackendUnavailableError(str(known))
-    return known
+    return _backends.get(key, lambda: DiffusionBackend(key[0], device_name, cpu_offload=key[2],
+                                                       vae_tiling=key[3]))
 
 
 def forget_diffusion_backends() -> None:
     """Drop every loaded or failed backend (tests; or to retry after the network came back)."""
-    with _backends_lock:
-        _backends.clear()
+    _backends.clear()

@@ -12,14 +12,15 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+import threading
+from typing import Generic, Hashable, TypeVar
 
 from pipeline.errors import BackendUnavailableError
 
 HUB_PROBE_TIMEOUT_S = 5.0
 HUB_DOWNLOAD_TIMEOUT_S = 20
 
-__all__ = ["first_line", "hub_offline", "load_local_first", "looks_like_path", "probe_hub", "short_hub_timeouts"]
+__all__ = ["LoadedOnce", "first_line", "hub_offline", "load_local_first", "looks_like_path", "probe_hub", "short_hub_timeouts"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,3 +119,37 @@ def load_local_first(what: str, source: str, load: Callable[[bool], Loaded], fla
         raise BackendUnavailableError(
             f"The {what} '{source}' could not be downloaded from the Hugging Face Hub ({first_line(error)})."
         ) from error
+
+
+class LoadedOnce(Generic[Loaded]):
+    """One loaded model per key per process, shared by every thread. A failed load is remembered and its error
+    raised again at once, so a missing model costs one attempt per process, not one per photo. Loads of
+    different keys do not wait for each other."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._lock = threading.Lock()
+        self._key_locks: dict[Hashable, threading.Lock] = {}
+        self._known: dict[Hashable, Loaded | BackendUnavailableError] = {}
+
+    def get(self, key: Hashable, load: Callable[[], Loaded]) -> Loaded:
+        with self._lock:
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            known = self._known.get(key)
+            if known is None:
+                try:
+                    known = load()
+                except BackendUnavailableError as error:
+                    known = error
+                except Exception as error:  # noqa: BLE001 - e.g. out of memory moving to the device
+                    known = BackendUnavailableError(f"The {self.what} could not be loaded: {first_line(error)}")
+                self._known[key] = known
+        if isinstance(known, BackendUnavailableError):
+            raise BackendUnavailableError(str(known))
+        return known
+
+    def clear(self) -> None:
+        """Forget every loaded model and failure (tests; or to retry after the network came back)."""
+        with self._lock:
+            self._known.clear()

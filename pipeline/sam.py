@@ -33,7 +33,7 @@ from PIL import Image
 from pipeline.cutout import cut_out
 from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
 from pipeline.hub import first_line as _first_line
-from pipeline.hub import load_local_first
+from pipeline.hub import LoadedOnce, load_local_first
 from pipeline.hub import looks_like_path as _looks_like_path
 from pipeline.segmentation import Segmentation
 
@@ -589,29 +589,16 @@ def _stamp_clicks(mask: np.ndarray, clicks: list[Point]) -> np.ndarray:
 
 # ---------------------------------------------------------------------------------------------- shared instances
 
-_segmenters: dict[tuple[str, str], SamSegmenter | BackendUnavailableError] = {}
-_segmenters_lock = threading.Lock()
+_segmenters: LoadedOnce[SamSegmenter] = LoadedOnce("SAM checkpoint")
 
 
 def load_sam_segmenter(model_id: str | None = None, device: str | None = None) -> SamSegmenter:
     """The process-wide SamSegmenter for (model, device); a failed load is remembered and raised again."""
     resolved = resolve_sam_model(model_id)
     device_name, _ = choose_device(device)
-    key = (resolved, device_name)
-    with _segmenters_lock:
-        known = _segmenters.get(key)
-        if known is None:
-            try:
-                known = SamSegmenter(resolved, device_name)
-            except BackendUnavailableError as error:
-                known = error
-            _segmenters[key] = known
-    if isinstance(known, BackendUnavailableError):
-        raise BackendUnavailableError(str(known))
-    return known
+    return _segmenters.get((resolved, device_name), lambda: SamSegmenter(resolved, device_name))
 
 
 def forget_sam_segmenters() -> None:
     """Drop every loaded or failed segmenter (tests; or to retry after the network came back)."""
-    with _segmenters_lock:
-        _segmenters.clear()
+    _segmenters.clear()

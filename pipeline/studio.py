@@ -84,6 +84,7 @@ class Studio:
         self._images_lock = threading.Lock()
         self._diffusion_lock = threading.Lock()
         self.backups: BackupScheduler | None = None
+        self.cards: dict[str, ModelCard] = {}  # read once, when the studio opens
         self._diffusion_reason: object = _UNCHECKED
 
     @classmethod
@@ -94,9 +95,11 @@ class Studio:
         if repo_id:  # a fresh disk (a restarted Space) starts from the last backup, never from nothing
             restore_if_empty(settings.data_dir, repo_id, token)
         database = StudioDatabase(settings.database_path)
-        database.sync_virtual_models(card.database_row() for card in load_model_cards(settings.model_cards_dir))
+        cards = load_model_cards(settings.model_cards_dir)
+        database.sync_virtual_models(card.database_row() for card in cards)
         lock = DataDirLock(settings.data_dir)
         studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(), lock)
+        studio.cards = {card.id: card for card in cards}
         if lock.acquired:  # otherwise another live studio process owns these jobs, files and backups
             studio.recover()
             studio.backups = BackupScheduler.from_env(settings.database_path, settings.files_dir)
@@ -394,10 +397,10 @@ class Studio:
                              rerun_of=generation_id)
 
     def _model_card(self, model_id: str) -> ModelCard:
-        for card in load_model_cards(self.settings.model_cards_dir):
-            if card.id == model_id:
-                return card
-        raise NotFoundError(f"The card of virtual model {model_id!r} is missing from {self.settings.model_cards_dir}.")
+        if model_id not in self.cards:
+            raise NotFoundError(f"The card of virtual model {model_id!r} is missing from "
+                                f"{self.settings.model_cards_dir}.")
+        return self.cards[model_id]
 
     def get_generation(self, generation_id: str) -> dict[str, Any]:
         """The job with its outputs, and its progress while it runs."""
