@@ -12,6 +12,7 @@ except ImportError:
     pass
 
 import functools
+import html
 import logging
 import os
 import time
@@ -20,6 +21,7 @@ from typing import Any, TypeVar
 
 import gradio as gr
 from gradio import FileData
+from gradio.utils import get_upload_folder as gradio_upload_folder
 
 from pipeline.accounts import Accounts, hash_token
 from pipeline.attributes import CATEGORIES
@@ -37,7 +39,9 @@ Handler = TypeVar("Handler", bound=Callable[..., Any])
 POLL_SECONDS = 0.2
 CSS = """
 .model-cards {display: flex; flex-wrap: wrap; gap: 10px;}
-.model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px; min-width: 160px;}
+.model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px; min-width: 160px;
+             max-width: 260px;}
+.model-note {font-size: 0.9em; color: var(--body-text-color-subdued); margin: 0 0 8px;}
 .model-card.unavailable {opacity: 0.55;}
 .model-card .tags {font-size: 0.85em; color: var(--body-text-color-subdued);}
 """
@@ -108,11 +112,15 @@ class StudioAPI:
                          controlnet_scale: float = -1.0, request: gr.Request = None) -> dict:
         """Run a past generation again with its stored parameters and seeds; any value given here replaces the
         stored one (empty, -1 and 0 keep it). The new job records `rerun_of`."""
-        changes = {"prompt": prompt or None, "negative_prompt": negative_prompt or None,
-                   "seed": seed if seed >= 0 else None, "steps": steps or None,
-                   "guidance_scale": guidance_scale if guidance_scale >= 0 else None,
-                   "ip_adapter_scale": ip_adapter_scale if ip_adapter_scale >= 0 else None,
-                   "controlnet_scale": controlnet_scale if controlnet_scale >= 0 else None}
+        try:
+            changes = {"prompt": prompt or None, "negative_prompt": negative_prompt or None,
+                       "seed": seed if seed >= 0 else None, "steps": steps or None,
+                       "guidance_scale": guidance_scale if guidance_scale >= 0 else None,
+                       "ip_adapter_scale": ip_adapter_scale if ip_adapter_scale >= 0 else None,
+                       "controlnet_scale": controlnet_scale if controlnet_scale >= 0 else None}
+        except TypeError:  # a string or null where a number belongs
+            raise InputError("seed, steps and the scales must be numbers; -1 (0 for steps) keeps the stored "
+                             "value.") from None
         return self.access.studio_for(request).rerun_generation(generation_id, wait=bool(wait), **changes)
 
     def cancel_generation(self, generation_id: str, request: gr.Request = None) -> dict:
@@ -197,27 +205,54 @@ class StudioAPI:
     GPU_ENDPOINTS = ("generate", "rerun_generation")
 
 
+UPLOAD_AS_FILE = ('Send the photo itself as a file (with gradio_client: handle_file("photo.jpg")); '
+                  "a path on the server is not accepted.")
+
+
 def _file_path_and_name(photo: Any) -> tuple[str, str | None]:
-    if isinstance(photo, dict):
-        return photo["path"], photo.get("orig_name")
+    """The uploaded file's path and original name. Only a file the caller uploaded (in Gradio's upload folder) is
+    accepted: a bare path, or a dict without Gradio's file marker, could otherwise name any file on the server."""
     if isinstance(photo, FileData):
-        return photo.path, photo.orig_name
-    return str(photo), None
+        path, name = photo.path, photo.orig_name
+    elif isinstance(photo, dict):
+        path, name = photo.get("path"), photo.get("orig_name")
+    else:
+        raise InputError(UPLOAD_AS_FILE)
+    if not isinstance(path, str) or not _uploaded_by_the_caller(path):
+        raise InputError(UPLOAD_AS_FILE)
+    return path, name if isinstance(name, str) else None
+
+
+def _uploaded_by_the_caller(path: str) -> bool:
+    folder = os.path.realpath(gradio_upload_folder())
+    try:
+        real = os.path.realpath(path)
+        return os.path.commonpath([real, folder]) == folder and real != folder and os.path.isfile(real)
+    except (ValueError, OSError):  # a NUL byte, or a path on another drive
+        return False
 
 
 # -- the UI ----------------------------------------------------------------------------------------
 
 
 def _model_cards_html(models: list[dict]) -> str:
+    """The model cards, with each reason a model is unavailable said once above them (it is usually the same for
+    every persona: the on-model weights are missing), and a short "Unavailable" tag on the cards themselves."""
+    reasons: dict[str, list[str]] = {}
+    for model in models:
+        if not model["available"]:
+            reasons.setdefault(model["unavailable_reason"] or "no reason given", []).append(model["name"])
+    notes = [f'<p class="model-note"><b>{len(names)} model{"s" if len(names) > 1 else ""} unavailable</b> '
+             f'({html.escape(", ".join(names))}): {html.escape(reason)}</p>' for reason, names in reasons.items()]
     cards = []
     for model in models:
         details = " · ".join(filter(None, [model["gender"], model["body_type"], model["ethnicity"]]))
         tags = ", ".join(model["style_tags"])
-        state = "Available" if model["available"] else f"Unavailable: {model['unavailable_reason']}"
+        state = "Available" if model["available"] else "Unavailable"
         css_class = "model-card" if model["available"] else "model-card unavailable"
         cards.append(f'<div class="{css_class}"><b>{model["name"]}</b> <code>{model["id"]}</code><br>'
                      f'{details}<div class="tags">{tags}</div><div class="tags">{state}</div></div>')
-    return f'<div class="model-cards">{"".join(cards)}</div>'
+    return f'{"".join(notes)}<div class="model-cards">{"".join(cards)}</div>'
 
 
 def _category_origin(garment: dict) -> str:
@@ -398,7 +433,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
                     favorite_button = gr.Button("☆ Favourite", interactive=False)
                     download_button = gr.DownloadButton("Download", interactive=False)
                     export_button = gr.Button("Export all (zip, real cut-out first)")
-                    export_file = gr.File(label="Export", interactive=False, visible=True, height=60)
+                    export_file = gr.File(label="Export", interactive=False, visible=False)  # shown with a zip
                     output_info = gr.Markdown()
 
             with gr.Tab("Compare", id="compare") as compare_tab:
@@ -440,7 +475,8 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
 
         def show_garment(studio: Studio, chosen_id: str):
             if not chosen_id:
-                return "", None, None, None, "", None, "Upload a photo to start.", [], [], "", []
+                return ("", None, None, None, "", None, "Upload a photo to start.", [], [], "", [],
+                        gr.File(value=None, visible=False))
             garment = studio.get_garment(chosen_id)
             image = studio.garment_image(chosen_id)
             overlay = mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
@@ -454,25 +490,30 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
             generation = studio.get_generation(latest[0]["id"]) if latest else {"outputs": []}
             return (chosen_id, thumbnail(image), overlay, garment["category"], garment["detected_color"] or "",
                     garment["detected_color_hex"] or None, message, _gallery_items(studio, generation["outputs"]),
-                    [o["id"] for o in generation["outputs"]], "", [])
+                    [o["id"] for o in generation["outputs"]], "", [], gr.File(value=None, visible=False))
 
         garment_outputs = [garment_id, original_view, cutout_view, category, color_name, color_hex, garment_status,
-                           gallery, output_ids, selected_output, clicks]
+                           gallery, output_ids, selected_output, clicks, export_file]  # a shown export is stale
 
         def on_upload(paths: list[str] | None, request: gr.Request):
+            """A refusal is said once, in a warning, and the upload box is emptied for the next try. Nothing is
+            raised: a raised error would also mark this event's outputs (the upload box, the garment picker) with
+            "Error" badges and leave the refused file in the box. The /upload_garment endpoint still raises."""
             studio = access.studio_for(request)
             if not paths:
-                raise gr.Error("Choose one or more photos first.")
+                gr.Warning("Choose one or more photos first.")
+                return gr.Dropdown(), None
             last_id, refused = "", []
             for path in paths:
                 try:
                     last_id = studio.upload_garment(path)["id"]
-                except StudioError as error:
-                    refused.append(f"{path.rsplit('/', 1)[-1]}: {error}")
-            for message in refused:
-                gr.Warning(message)
+                except StudioError as error:  # the toast renders HTML: a file name is shown as written
+                    refused.append(html.escape(f"{path.rsplit('/', 1)[-1]}: {error}", quote=False))
             if not last_id:
-                raise gr.Error("No photo could be used. " + " ".join(refused))
+                gr.Warning("No photo could be used. " + "<br>".join(refused))
+                return gr.Dropdown(), None
+            for message in refused:  # Gradio shows these together, in one "Warning (n)" toast
+                gr.Warning(message)
             return gr.Dropdown(choices=_garment_choices(studio), value=last_id), None
 
         def on_save_attributes(chosen_id: str, new_category: str, new_name: str, new_hex: str, request: gr.Request):
@@ -621,7 +662,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
             studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
-            return str(studio.export_garment(chosen_id))
+            return gr.File(value=str(studio.export_garment(chosen_id)), visible=True)
 
         def on_load_parameters(generation_id: str, request: gr.Request):
             studio = access.studio_for(request)
@@ -708,6 +749,11 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
         def on_past_runs(chosen_id: str, request: gr.Request):
             return _past_runs(access.studio_for(request), chosen_id)
 
+        def on_garment_labels(chosen_id: str, request: gr.Request):
+            """The picker's labels again (they show the category), after a save, a new cut-out or a refinement."""
+            studio = access.studio_for(request)
+            return gr.Dropdown(choices=_garment_choices(studio), value=chosen_id or None)
+
         def on_page_load(request: gr.Request):
             studio = access.studio_for(request)
             return gr.Dropdown(choices=_garment_choices(studio), value=None), gr.CheckboxGroup(
@@ -718,12 +764,14 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
         upload_button.click(ui(on_upload), uploads, [garment_picker, uploads], **private)
         garment_picker.change(ui(on_show_garment), garment_picker, garment_outputs, **private)
         save_button.click(ui(on_save_attributes), [garment_id, category, color_name, color_hex], garment_outputs,
-                          **private)
-        resegment_button.click(ui(on_resegment), garment_id, garment_outputs, **private)
+                          **private).success(ui(on_garment_labels), garment_id, garment_picker, **private)
+        resegment_button.click(ui(on_resegment), garment_id, garment_outputs, **private).success(
+            ui(on_garment_labels), garment_id, garment_picker, **private)
         cutout_view.select(ui(on_cutout_click), [garment_id, clicks, click_mode], [cutout_view, clicks], **private)
         undo_button.click(ui(on_undo_click), [garment_id, clicks], [cutout_view, clicks], **private)
         reset_button.click(ui(on_reset_clicks), garment_id, [cutout_view, clicks], **private)
-        accept_button.click(ui(on_accept_clicks), [garment_id, clicks], garment_outputs, **private)
+        accept_button.click(ui(on_accept_clicks), [garment_id, clicks], garment_outputs, **private).success(
+            ui(on_garment_labels), garment_id, garment_picker, **private)
         tuning = [prompt_box, negative_box, batch_size, seed_box, steps_box, guidance_box, ip_scale, control_scale,
                   width_box, height_box, pose_box, rerun_of]
         generate_button.click(

@@ -1,15 +1,18 @@
-"""Upload-to-three-crops time: a photo goes in through the studio service (ingest, store, cut-out, colour,
-category) and comes out as ghost photos in 1:1, 4:5 and 3:4, stored in a fresh data directory.
+"""Upload-to-three-crops time per photo: a photo goes in through the studio service (ingest, store, cut-out,
+colour, category) and comes out as ghost photos in 1:1, 4:5 and 3:4, stored in a fresh data directory.
 
-    .venv/bin/python benchmarks/upload_to_crops.py [--image PHOTO] [--megapixels 12] [--runs 7]
+    .venv/bin/python benchmarks/upload_to_crops.py [--megapixels 1,4,12] [--runs 7]
+    .venv/bin/python benchmarks/upload_to_crops.py --image PHOTO [--runs 7]
 
-Without --image it makes a 12-megapixel phone-like photo (a garment on a textured floor). Prints JSON.
+Without --image it makes a phone-like photo (a garment on a textured floor) at each size. Ingest (validate,
+decode, orient) is also timed on its own. Prints JSON.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -22,15 +25,17 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.ingest import ingest_file  # noqa: E402
 from pipeline.settings import Settings  # noqa: E402
 from pipeline.studio import Studio  # noqa: E402
 
 
-def synthetic_photo(megapixels: float, path: Path) -> Path:
+def synthetic_photo(megapixels: float, path: Path, garment_rgb: tuple[int, int, int] = (128, 24, 40)) -> Path:
+    """A phone-like photo of a T-shirt on a wooden floor, written as JPEG to `path`."""
     height = int((megapixels * 1e6 * 4 / 3) ** 0.5)
     width = int(height * 3 / 4)
     rng = np.random.default_rng(0)
-    small = rng.normal(0, 8, (height // 8, width // 8))
+    small = rng.normal(0, 8, (-(-height // 8), -(-width // 8)))
     grain = np.kron(small, np.ones((8, 8)))[:height, :width]
     rows = np.arange(height)[:, None]
     planks = (190 + 20 * np.sin(rows / (height / 30)) + grain)
@@ -38,12 +43,17 @@ def synthetic_photo(megapixels: float, path: Path) -> Path:
     image = Image.fromarray(floor)
     shape = [(0.38, 0.16), (0.62, 0.16), (0.82, 0.26), (0.9, 0.44), (0.74, 0.48), (0.7, 0.42), (0.7, 0.84),
              (0.3, 0.84), (0.3, 0.42), (0.26, 0.48), (0.1, 0.44), (0.18, 0.26)]
-    ImageDraw.Draw(image).polygon([(x * width, y * height) for x, y in shape], fill=(128, 24, 40))
+    ImageDraw.Draw(image).polygon([(x * width, y * height) for x, y in shape], fill=garment_rgb)
     image.save(path, quality=90)
     return path
 
 
 def measure(image: Path, runs: int) -> dict:
+    ingest_seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        ingest_file(image)
+        ingest_seconds.append(time.perf_counter() - started)
     timings = []
     with tempfile.TemporaryDirectory() as folder:
         studio = Studio.open(Settings.from_env(Path(folder) / "data"))
@@ -64,26 +74,34 @@ def measure(image: Path, runs: int) -> dict:
         "median_seconds": round(statistics.median(totals), 3),
         "min_seconds": round(min(totals), 3),
         "max_seconds": round(max(totals), 3),
+        "median_ingest_seconds": round(statistics.median(ingest_seconds), 3),
         "median_upload_and_cutout_seconds": round(statistics.median(uploads), 3),
         "median_three_crops_seconds": round(statistics.median(crops), 3),
-        "output_sizes": [[o["width"], o["height"]] for o in job["outputs"]],
+        "output_sizes": [f"{o['width']}x{o['height']}" for o in job["outputs"]],
     }
+
+
+def describe(image: Path, label: str, runs: int) -> dict:
+    with Image.open(image) as opened:
+        size = opened.size
+    return {"image": label, "image_size": list(size), "megapixels": round(size[0] * size[1] / 1e6, 1),
+            "file_bytes": image.stat().st_size, "runs": runs, **measure(image, runs)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--image", type=Path, help="a photo to use instead of the synthetic one")
-    parser.add_argument("--megapixels", type=float, default=12.0)
+    parser.add_argument("--image", type=Path, help="a photo to use instead of the synthetic ones")
+    parser.add_argument("--megapixels", default="1,4,12", help="sizes of the synthetic photos, comma-separated")
     parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
-        image = args.image or synthetic_photo(args.megapixels, Path(folder) / "photo.jpg")
-        with Image.open(image) as opened:
-            size = opened.size
-        result = {"benchmark": "upload_to_three_crops", "image": str(args.image or "synthetic"),
-                  "image_size": list(size), "megapixels": round(size[0] * size[1] / 1e6, 1), "runs": args.runs,
-                  **measure(image, args.runs),
-                  "machine": f"{platform.machine()}, {__import__('os').cpu_count()} cores, {platform.python_version()}"}
+        if args.image:
+            photos = [describe(args.image, str(args.image), args.runs)]
+        else:
+            photos = [describe(synthetic_photo(float(mp), Path(folder) / f"photo-{mp}mp.jpg"), "synthetic", args.runs)
+                      for mp in args.megapixels.split(",")]
+    result = {"benchmark": "upload_to_three_crops", "photos": photos,
+              "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
     print(json.dumps(result, indent=2))
 
 

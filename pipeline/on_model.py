@@ -62,7 +62,7 @@ def on_model_options(prompt: str = "", negative_prompt: str = "", batch_size: in
             guidance_scale=float(guidance_scale) if guidance_scale is not None and float(guidance_scale) >= 0 else None,
             ip_adapter_scale=float(ip_adapter_scale), controlnet_scale=float(controlnet_scale),
             width=int(width or 0) or None, height=int(height or 0) or None, pose=pose or "")
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise InputError(f"A diffusion parameter is not a number: {error}.") from None
 
 

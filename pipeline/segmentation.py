@@ -110,11 +110,13 @@ def enforce_clicks(mask: np.ndarray, points: Sequence[Point], radius: float) -> 
 def parse_points(points: Sequence[Sequence[float]], size: tuple[int, int]) -> list[Point]:
     """Validates clicks given as [x, y, label] in image pixels (label 1 = garment, 0 = background)."""
     width, height = size
+    if not isinstance(points, (list, tuple, type(None))):
+        raise InputError(f"Points are a list of [x, y, label] clicks, not {points!r}.")
     parsed = []
     for point in points or []:
         try:
             x, y, label = float(point[0]), float(point[1]), int(point[2])
-        except (TypeError, ValueError, IndexError):
+        except (TypeError, ValueError, IndexError, KeyError, OverflowError):
             raise InputError(f"A point is [x, y, label] with label 1 (garment) or 0 (background), not {point!r}.") \
                 from None
         if label not in (0, 1) or not (0 <= x < width and 0 <= y < height):

@@ -29,7 +29,9 @@ from pipeline.errors import (
     NotFoundError,
     QuotaExceededError,
     SegmentationError,
+    StorageError,
     StudioError,
+    storage_error,
 )
 from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
 from pipeline.disclosure import encode_with_disclosure
@@ -101,7 +103,9 @@ class Studio:
         studio = cls(settings, database, FileStore(settings.files_dir), JobRunner(), lock)
         studio.cards = {card.id: card for card in cards}
         if lock.acquired:  # otherwise another live studio process owns these jobs, files and backups
-            studio.recover()
+            studio._record_missing_file_sizes()
+            with lock.alone() as alone:  # no other studio process has the directory open (none can open it now)
+                studio.recover(alone)
             studio.backups = BackupScheduler.from_env(settings.database_path, settings.files_dir)
             studio.backups.start()
         return studio
@@ -120,17 +124,22 @@ class Studio:
         if self.lock:
             self.lock.release()
 
-    def recover(self) -> None:
+    def recover(self, alone: bool = False) -> None:
         """After a crash: jobs that were running are failed with a clear message, queued ones run again,
-        and files that no row points at (a write that never got recorded) are removed."""
+        and files that no row points at (a write that never got recorded) are removed.
+
+        `alone`: no other studio process has the data directory open (DataDirLock.alone), so every unrecorded
+        file and `.partial` is a crash's leftover whatever its age; otherwise only those past the grace period,
+        since a live process may be between writing a file and recording it. The sweep comes before queued jobs
+        are resubmitted: their files are not recorded yet while they run."""
         interrupted = self.database.fail_interrupted_generations()
         if interrupted:
             log.warning("marked %d interrupted generation(s) as failed", len(interrupted))
-        for generation in self.database.generations_with_status("pending"):
-            self._submit(generation["id"])
-        removed = self.files.sweep(self.database.referenced_files())
+        removed = self.files.sweep(self.database.referenced_files(), older_than_seconds=None if alone else 600)
         if removed:
             log.warning("removed %d orphan file(s) from the file store", len(removed))
+        for generation in self.database.generations_with_status("pending"):
+            self._submit(generation["id"])
 
     # -- status -------------------------------------------------------------------------------
 
@@ -213,6 +222,7 @@ class Studio:
             garment = self.database.create_garment(
                 self.owner_id, relative, ingested.image.width, ingested.image.height,
                 original_filename=_display_name(filename or Path(path).name),
+                original_bytes=len(ingested.original),
             )
         except BaseException:
             self.files.delete(relative)
@@ -275,9 +285,11 @@ class Studio:
                                           self.settings.category_model)
             values.update(category=prediction.category, category_source=prediction.backend,
                           category_confidence=round(prediction.confidence, 4))
-        mask_url = self.files.write("masks", _encode_mask(segmentation.mask), ".png")
+        encoded_mask = _encode_mask(segmentation.mask)
+        mask_url = self.files.write("masks", encoded_mask, ".png")
         try:
-            updated = self.database.update_garment(garment["id"], mask_image_url=mask_url, **values)
+            updated = self.database.update_garment(garment["id"], mask_image_url=mask_url,
+                                                   mask_bytes=len(encoded_mask), **values)
         except BaseException:
             self.files.delete(mask_url)
             raise
@@ -298,8 +310,11 @@ class Studio:
         if color_hex:
             named = color_from_hex(color_hex)
             values.update(detected_color=named.name, detected_color_hex=named.hex)
-        if color_name and color_name.strip():
-            name = " ".join(color_name.split()).lower()
+        if color_name is not None and not isinstance(color_name, str):
+            raise InputError(f"A colour name is text such as navy, not {color_name!r}.")
+        # control characters (and lone surrogates) become spaces, and runs of spaces one
+        name = " ".join("".join(ch if ch.isprintable() else " " for ch in color_name or "").split()).lower()
+        if name:
             if len(name) > MAX_COLOR_NAME_LENGTH:
                 raise InputError(f"A colour name can be at most {MAX_COLOR_NAME_LENGTH} characters long.")
             values["detected_color"] = name
@@ -344,9 +359,10 @@ class Studio:
         available, reason = self._model_availability(model)
         if not available:
             raise BackendUnavailableError(f"{model['name']} ({model_id}) is unavailable: {reason}")
-        specs = plan_outputs(aspect_ratios, marketplaces)
+        specs = plan_outputs(_names(aspect_ratios, "aspect ratios", "4:5"),
+                             _names(marketplaces, "marketplaces", "ebay"))
         parameters = {"outputs": spec_parameters(specs), "background": parse_background(background),
-                      "file_format": parse_file_format(file_format)}
+                      "file_format": parse_file_format(str(file_format))}
         self._check_generation_quota(specs, options if model["backend"] != self.ghost_backend.name else None)
         if model["backend"] == self.ghost_backend.name:
             generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
@@ -468,11 +484,18 @@ class Studio:
             self.database.complete_generation(generation_id, outputs)
         except Exception as error:
             for url in written:
-                self.files.delete(url)
+                try:
+                    self.files.delete(url)
+                except OSError:  # the disk went read-only: the sweep on the next start removes it
+                    log.warning("could not remove %s of failed generation %s", url, generation_id)
+            error = error if isinstance(error, StudioError) else storage_error(error) or error
             message = str(error) if isinstance(error, StudioError) else _unexpected(error)
             if not isinstance(error, StudioError):
                 log.exception("generation %s failed", generation_id)
-            self.database.fail_generation(generation_id, message)
+            try:
+                self.database.fail_generation(generation_id, message)
+            except StorageError:  # the disk is still full or read-only: the next start marks it failed
+                log.exception("could not record that generation %s failed", generation_id)
 
     def _save_output(self, output: RenderedOutput, file_format: str, written: list[str]) -> dict[str, Any]:
         """Writes one output file (generated images carry the AI-disclosure metadata) and returns its row."""
@@ -481,8 +504,8 @@ class Studio:
         url = self.files.write("outputs", encoded, FILE_FORMATS[file_format])
         written.append(url)
         fidelity = output.fidelity
-        return {"image_url": url, "image_index": output.image_index, "aspect_ratio": output.spec.aspect_ratio,
-                "marketplace": output.spec.marketplace, "width": output.image.width, "height": output.image.height,
+        return {"image_url": url, "file_bytes": len(encoded), "image_index": output.image_index,
+                "aspect_ratio": output.spec.aspect_ratio, "marketplace": output.spec.marketplace, "width": output.image.width, "height": output.image.height,
                 "seed": output.seed, "is_ai_generated": int(output.ai_generated),
                 "fidelity_delta_e": round(fidelity.delta_e, 2) if fidelity else None,
                 "fidelity_flagged": int(fidelity.flagged) if fidelity else None}
@@ -501,13 +524,18 @@ class Studio:
                 "storage_mb": round(self._storage_bytes() / MEGABYTE, 1), "resets_in": resets_in()}
 
     def _storage_bytes(self) -> int:
-        total = 0
-        for relative in self.database.owner_files(self.owner_id):
+        return self.database.storage_bytes(self.owner_id)
+
+    def _record_missing_file_sizes(self) -> None:
+        """Files stored before sizes were recorded get theirs once; a missing file counts as empty."""
+        sizes = []
+        for table, row_id, column, relative in self.database.files_without_size():
             try:
-                total += self.files.path(relative).stat().st_size
-            except OSError:
-                continue
-        return total
+                sizes.append((table, row_id, column, self.files.path(relative).stat().st_size))
+            except (OSError, ValueError):
+                sizes.append((table, row_id, column, 0))
+        if sizes:
+            self.database.record_file_sizes(sizes)
 
     def _check_storage_quota(self, incoming_bytes: int) -> None:
         plan = self.plan()
@@ -631,7 +659,7 @@ class Studio:
 
     def _garment(self, garment_id: str) -> dict[str, Any]:
         try:
-            garment = self.database.get_garment(str(garment_id or ""))
+            garment = self.database.get_garment(_lookup_key(garment_id))
         except RecordNotFound:
             garment = None
         if garment is None or garment["owner_id"] != self.owner_id:
@@ -640,7 +668,7 @@ class Studio:
 
     def _generation(self, generation_id: str) -> dict[str, Any]:
         try:
-            generation = self.database.get_generation(str(generation_id or ""))
+            generation = self.database.get_generation(_lookup_key(generation_id))
             self._garment(generation["garment_id"])
         except (RecordNotFound, NotFoundError):
             raise NotFoundError(f"No generation with id {generation_id!r}.") from None
@@ -648,7 +676,7 @@ class Studio:
 
     def _output(self, output_id: str) -> dict[str, Any]:
         try:
-            if self.database.output_owner(str(output_id or "")) != self.owner_id:
+            if self.database.output_owner(_lookup_key(output_id)) != self.owner_id:
                 raise RecordNotFound("output_images", output_id)
             return self.database.get_output(output_id)
         except RecordNotFound:
@@ -656,7 +684,7 @@ class Studio:
 
     def _virtual_model(self, model_id: str) -> dict[str, Any]:
         try:
-            model = self.database.get_virtual_model(str(model_id or ""))
+            model = self.database.get_virtual_model(_lookup_key(model_id))
         except RecordNotFound:
             model = None
         if model is None or not model["active"]:
@@ -704,19 +732,38 @@ def _decode_mask(data: bytes) -> np.ndarray:
 
 def _display_name(name: str) -> str:
     """The uploaded file's name, for display only: no folders, no control characters, bounded length."""
-    base = name.replace("\\", "/").rsplit("/", 1)[-1]
-    cleaned = "".join(ch for ch in base if ch.isprintable())
+    base = str(name).replace("\\", "/").rsplit("/", 1)[-1]
+    cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
     return cleaned[:120] or "photo"
 
 
 def _page(limit: int, offset: int) -> tuple[int, int]:
     try:
         limit, offset = int(limit), int(offset)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError("limit and offset must be whole numbers.") from None
     if not 1 <= limit <= 500 or offset < 0:
         raise InputError("limit must be between 1 and 500 and offset at least 0.")
-    return limit, offset
+    return limit, min(offset, _MAX_OFFSET)  # past every row, and within SQLite's integers
+
+
+_MAX_OFFSET = 2**62
+
+
+def _lookup_key(record_id: Any) -> str:
+    """An id as given, as text SQLite can take: text no id matches (lone surrogates) becomes a harmless "?"."""
+    return str(record_id or "").encode("utf-8", "replace").decode("utf-8")
+
+
+def _names(values: Any, what: str, example: str) -> list[str]:
+    """Names given to the API as a list; one name alone counts as a list of one."""
+    if values is None:
+        return []
+    if isinstance(values, str):
+        return [values] if values.strip() else []
+    if not isinstance(values, (list, tuple)) or not all(isinstance(value, str) for value in values):
+        raise InputError(f"Give the {what} as a list of names such as [{example!r}], not {values!r}.")
+    return list(values)
 
 
 def _unexpected(error: BaseException) -> str:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,9 +19,13 @@ from typing import Any
 
 from sqlite_utils import Database
 
+from pipeline.errors import storage_error
 from storage.schema import migrations
 
 LOCAL_USER_EMAIL = "local@resell.studio"
+# A seller's starred outputs, newest first: the Favourites listing.
+LIST_FAVORITES_SQL = (
+    "SELECT * FROM output_images WHERE owner_id = ? AND is_favorite = 1 ORDER BY created_at DESC LIMIT ?")
 INTERRUPTED_JOB_MESSAGE = "The studio stopped while this job was running. Nothing was saved; run it again."
 
 JSON_COLUMNS = {"style_tags", "parameters", "model_ids", "mask_points"}
@@ -88,11 +92,18 @@ class StudioDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """A write transaction: all of it is stored, or none of it."""
+        """A write transaction: all of it is stored, or none of it. A full or read-only disk raises StorageError
+        (rolled back, so the connection stays usable once the disk is fixed)."""
         with self._write_lock:
             db = self.db
-            with db.atomic():
-                yield db
+            try:
+                with db.atomic():
+                    yield db
+            except sqlite3.OperationalError as error:
+                translated = storage_error(error)
+                if translated is None:
+                    raise
+                raise translated from error
 
     def close(self) -> None:
         """Closes every thread's connection; the object must not be used afterwards."""
@@ -221,6 +232,33 @@ class StudioDatabase:
     def owner_files(self, user_id: str) -> list[str]:
         return self._owner_files(self.db, user_id)
 
+    def storage_bytes(self, user_id: str) -> int:
+        """The bytes of every file the user's rows point at: originals, cut-outs and outputs."""
+        return self.db.execute(
+            "SELECT (SELECT coalesce(sum(coalesce(original_bytes, 0) + coalesce(mask_bytes, 0)), 0) FROM garments "
+            "WHERE owner_id = :owner) + (SELECT coalesce(sum(file_bytes), 0) FROM output_images "
+            "WHERE owner_id = :owner)", {"owner": user_id}).fetchone()[0]
+
+    def files_without_size(self) -> list[tuple[str, str, str, str]]:
+        """(table, row id, size column, file path) of each stored file whose size was never recorded: rows
+        written before sizes were (migration m005)."""
+        sql = ("SELECT 'garments', id, 'original_bytes', original_image_url FROM garments "
+               "WHERE original_bytes IS NULL "
+               "UNION ALL SELECT 'garments', id, 'mask_bytes', mask_image_url FROM garments "
+               "WHERE mask_bytes IS NULL AND mask_image_url IS NOT NULL "
+               "UNION ALL SELECT 'output_images', id, 'file_bytes', image_url FROM output_images "
+               "WHERE file_bytes IS NULL")
+        return [tuple(row) for row in self.db.execute(sql).fetchall()]
+
+    def record_file_sizes(self, sizes: Iterable[tuple[str, str, str, int]]) -> None:
+        """Stores sizes found by `files_without_size`: (table, row id, size column, bytes)."""
+        allowed = {("garments", "original_bytes"), ("garments", "mask_bytes"), ("output_images", "file_bytes")}
+        with self.transaction() as db:
+            for table, row_id, column, size in sizes:
+                if (table, column) not in allowed:
+                    raise ValueError(f"{table}.{column} is not a file size")
+                db.execute(f"UPDATE [{table}] SET [{column}] = ? WHERE id = ?", [size, row_id])
+
     @staticmethod
     def _owner_files(db: Database, user_id: str) -> list[str]:
         sql = ("SELECT original_image_url AS url FROM garments WHERE owner_id = :owner "
@@ -233,7 +271,7 @@ class StudioDatabase:
     # -- garments ----------------------------------------------------------------------------
 
     def create_garment(self, owner_id: str, original_image_url: str, width: int, height: int,
-                       original_filename: str | None = None) -> dict[str, Any]:
+                       original_filename: str | None = None, original_bytes: int | None = None) -> dict[str, Any]:
         garment_id = new_id()
         with self.transaction() as db:
             db["garments"].insert({
@@ -241,6 +279,7 @@ class StudioDatabase:
                 "owner_id": owner_id,
                 "original_image_url": original_image_url,
                 "original_filename": original_filename,
+                "original_bytes": original_bytes,
                 "width": width,
                 "height": height,
                 "status": "uploaded",
@@ -348,8 +387,12 @@ class StudioDatabase:
             )
             if cursor.rowcount != 1:
                 raise ValueError(f"generation {generation_id} is not processing")
+            owner_id = db.execute("SELECT garments.owner_id FROM generations JOIN garments "
+                                  "ON garments.id = generations.garment_id WHERE generations.id = ?",
+                                  [generation_id]).fetchone()[0]
             db["output_images"].insert_all(
-                {"id": new_id(), "generation_id": generation_id, "created_at": now, **output} for output in outputs
+                {"id": new_id(), "generation_id": generation_id, "owner_id": owner_id, "created_at": now, **output}
+                for output in outputs
             )
         return self.get_generation(generation_id)
 
@@ -408,15 +451,11 @@ class StudioDatabase:
         return self.get_output(output_id)
 
     def list_favorites(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "SELECT output_images.* FROM output_images "
-            "JOIN generations ON generations.id = output_images.generation_id "
-            "JOIN garments ON garments.id = generations.garment_id "
-            "WHERE output_images.is_favorite = 1 AND garments.owner_id = ? "
-            "ORDER BY output_images.created_at DESC LIMIT ?",
-            [owner_id, limit],
-        )
-        return [dict(row) for row in rows]
+        return [dict(row) for row in self.db.query(LIST_FAVORITES_SQL, [owner_id, limit])]
+
+    def query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
+        """SQLite's plan for a query, one line per step (for tests and benchmarks)."""
+        return [row[3] for row in self.db.execute("EXPLAIN QUERY PLAN " + sql, list(params)).fetchall()]
 
     def referenced_files(self) -> set[str]:
         """Every file path the database points at."""

@@ -11,6 +11,8 @@ import time
 import uuid
 from pathlib import Path
 
+from pipeline.errors import storage_error
+
 KINDS = ("originals", "masks", "outputs")
 TEMP_SUFFIX = ".partial"
 
@@ -30,16 +32,22 @@ class FileStore:
         file_id = uuid.uuid4().hex
         relative = f"{kind}/{file_id[:2]}/{file_id}{extension.lower()}"
         target = self.root / relative
-        target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(target.name + TEMP_SUFFIX)
         try:
+            target.parent.mkdir(parents=True, exist_ok=True)
             with open(temporary, "wb") as handle:
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
+        except BaseException as error:
+            try:
+                temporary.unlink(missing_ok=True)
+            except OSError:  # a read-only disk cannot have the temporary file; the sweep on start removes any left
+                pass
+            translated = storage_error(error)  # a full or read-only disk: StorageError, with what to do about it
+            if translated is not None:
+                raise translated from error
             raise
         return relative
 
@@ -61,15 +69,18 @@ class FileStore:
     def delete(self, relative: str) -> None:
         self.path(relative).unlink(missing_ok=True)
 
-    def sweep(self, referenced: set[str], older_than_seconds: float = 600) -> list[str]:
+    def sweep(self, referenced: set[str], older_than_seconds: float | None = 600) -> list[str]:
         """Deletes temporary files and files no database row points at, when older than the grace period
-        (another process may be between writing a file and recording it). Returns what was deleted."""
-        cutoff = time.time() - older_than_seconds
+        (another process may be between writing a file and recording it), or whatever their age when
+        `older_than_seconds` is None (the caller knows no other process uses the store). Returns what was deleted."""
+        cutoff = None if older_than_seconds is None else time.time() - older_than_seconds
         deleted = []
         for kind in KINDS:
             for file in (self.root / kind).glob("*/*"):
                 relative = file.relative_to(self.root).as_posix()
-                if relative in referenced or not file.is_file() or file.stat().st_mtime > cutoff:
+                if relative in referenced or not file.is_file():
+                    continue
+                if cutoff is not None and file.stat().st_mtime > cutoff:
                     continue
                 file.unlink(missing_ok=True)
                 deleted.append(relative)

@@ -98,3 +98,12 @@ def test_plans_are_the_seeds():
     assert PLANS["free"].generations_per_day < PLANS["pro"].generations_per_day \
         < PLANS["enterprise"].generations_per_day
     assert plans.upgrade_hint(PLANS["enterprise"]) == ""
+
+
+def test_storage_used_is_the_bytes_on_disk(studio, photo_path, settings):
+    garment = studio.upload_garment(photo_path)
+    studio.refine_garment(garment["id"], [[300, 400, 1]])  # replaces the cut-out file
+    studio.generate(garment["id"], aspect_ratios=["1:1", "4:5"], wait=True)
+    on_disk = sum(path.stat().st_size for path in files_under(settings.files_dir))
+    assert studio.database.storage_bytes(studio.owner_id) == on_disk
+    assert studio.usage()["storage_mb"] == round(on_disk / 1024 / 1024, 1)

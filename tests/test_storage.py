@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from pipeline.errors import StorageError
 from storage import FileStore, RecordNotFound, StudioDatabase
-from storage.database import INTERRUPTED_JOB_MESSAGE, LOCAL_USER_EMAIL
+from storage.database import INTERRUPTED_JOB_MESSAGE, LIST_FAVORITES_SQL, LOCAL_USER_EMAIL
 from storage.locks import DataDirLock
 from storage.schema import ASPECT_RATIOS, GARMENT_CATEGORIES, migrations
 
@@ -52,7 +53,8 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     reopened = StudioDatabase(tmp_path / "studio.db")
     assert migrations.pending(reopened.db) == []
     assert [m.name for m in migrations.applied(reopened.db)] == [
-        "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens"]
+        "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens",
+        "m005_output_owner_and_file_sizes"]
     reopened.close()
 
 
@@ -143,13 +145,8 @@ def test_favorites_downloads_and_ownership(database, garment):
 
 
 def test_the_favourites_query_uses_indexes(database, garment):
-    plan = database.db.execute(
-        "EXPLAIN QUERY PLAN SELECT output_images.* FROM output_images "
-        "JOIN generations ON generations.id = output_images.generation_id "
-        "JOIN garments ON garments.id = generations.garment_id "
-        "WHERE output_images.is_favorite = 1 AND garments.owner_id = ?", ["x"]).fetchall()
-    details = " ".join(row[-1] for row in plan)
-    assert "SCAN output_images" not in details, details
+    plan = database.query_plan(LIST_FAVORITES_SQL, ["x", 100])
+    assert plan == ["SEARCH output_images USING INDEX output_images_favorites (owner_id=?)"], plan
 
 
 def test_writes_from_many_threads(database, garment):
@@ -200,7 +197,7 @@ def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(StorageError, match="disk is full"):  # an OSError the seller can act on
         store.write("outputs", b"x" * 1000, ".jpg")
     assert [p for p in (tmp_path / "files").rglob("*") if p.is_file()] == []
 
@@ -245,4 +242,30 @@ def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path):
     assert garment["mask_points"] == [] and garment["category_source"] is None
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         upgraded.update_garment("g1", category_source="guess")
+    upgraded.close()
+
+
+def test_outputs_from_before_m005_get_their_owner(tmp_path):
+    from sqlite_utils import Database
+
+    old = Database(tmp_path / "studio.db")
+    migrations.apply(old, stop_before="m005_output_owner_and_file_sizes")
+    old["virtual_models"].insert({"id": "ghost_01", "name": "Ghost", "kind": "ghost", "backend": "ghost"})
+    old["users"].insert({"id": "u1", "email": "a@b.c", "subscription_plan": "free", "created_at": "2026-01-01"})
+    old["garments"].insert({"id": "g1", "owner_id": "u1", "original_image_url": "originals/x.jpg", "width": 10,
+                            "height": 10, "status": "segmented", "created_at": "2026-01-01"})
+    old["generations"].insert({"id": "j1", "garment_id": "g1", "target_model_id": "ghost_01", "backend": "ghost",
+                               "status": "completed", "created_at": "2026-01-01"})
+    old["output_images"].insert({"id": "o1", "generation_id": "j1", "image_url": "outputs/o.jpg", "width": 1,
+                                 "height": 1, "aspect_ratio": "1:1", "is_favorite": 1, "created_at": "2026-01-01"})
+    old.conn.close()
+    upgraded = StudioDatabase(tmp_path / "studio.db")
+    assert upgraded.get_output("o1")["owner_id"] == "u1"
+    assert [row["id"] for row in upgraded.list_favorites("u1")] == ["o1"]
+    assert sorted(upgraded.files_without_size()) == [
+        ("garments", "g1", "original_bytes", "originals/x.jpg"), ("output_images", "o1", "file_bytes", "outputs/o.jpg")]
+    upgraded.record_file_sizes([("garments", "g1", "original_bytes", 300), ("output_images", "o1", "file_bytes", 20)])
+    assert upgraded.files_without_size() == [] and upgraded.storage_bytes("u1") == 320
+    with pytest.raises(ValueError, match="not a file size"):
+        upgraded.record_file_sizes([("users", "u1", "email", 1)])
     upgraded.close()
