@@ -433,8 +433,9 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
                     favorite_button = gr.Button("☆ Favourite", interactive=False)
                     download_button = gr.DownloadButton("Download", interactive=False)
                     export_button = gr.Button("Export all (zip, real cut-out first)")
-                    export_file = gr.File(label="Export", interactive=False, visible=False)  # shown with a zip
                     output_info = gr.Markdown()
+                # below the buttons, not beside them: hidden until there is a zip, then full width and short
+                export_file = gr.File(label="Export", interactive=False, visible=False)
 
             with gr.Tab("Compare", id="compare") as compare_tab:
                 gr.Markdown("Two generations of any garment side by side, with every parameter they were run with.")

@@ -15,6 +15,7 @@ from collections import defaultdict, deque
 from pipeline.errors import InputError, NotFoundError
 from pipeline.plans import PLANS
 from storage import RecordNotFound, StudioDatabase
+from storage.database import bindable_text
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 10
@@ -90,7 +91,7 @@ class Accounts:
 
     def create_token(self, user_id: str, name: str) -> dict:
         """A new API token; its value is in the result once and never again."""
-        name = " ".join((name or "").split())[:60] or "API token"
+        name = " ".join(bindable_text(name).split())[:60] or "API token"
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         return {**self.database.create_api_token(user_id, name, hash_token(token)), "token": token}
 
@@ -99,7 +100,7 @@ class Accounts:
 
     def revoke_token(self, user_id: str, token_id: str) -> dict:
         try:
-            return self.database.revoke_api_token(user_id, token_id)
+            return self.database.revoke_api_token(user_id, bindable_text(token_id))
         except RecordNotFound:
             raise NotFoundError(f"No live API token with id {token_id!r}.") from None
 

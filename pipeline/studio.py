@@ -56,7 +56,7 @@ from pipeline.segmentation import Segmentation, describe_segmentation_backend, g
 from pipeline.settings import Settings
 from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
-from storage.database import LOCAL_USER_EMAIL
+from storage.database import LOCAL_USER_EMAIL, bindable_text
 from storage.backup import BackupScheduler, backup_settings_from_env, restore_if_empty
 from storage.locks import DataDirLock
 
@@ -659,7 +659,7 @@ class Studio:
 
     def _garment(self, garment_id: str) -> dict[str, Any]:
         try:
-            garment = self.database.get_garment(_lookup_key(garment_id))
+            garment = self.database.get_garment(bindable_text(garment_id))
         except RecordNotFound:
             garment = None
         if garment is None or garment["owner_id"] != self.owner_id:
@@ -668,7 +668,7 @@ class Studio:
 
     def _generation(self, generation_id: str) -> dict[str, Any]:
         try:
-            generation = self.database.get_generation(_lookup_key(generation_id))
+            generation = self.database.get_generation(bindable_text(generation_id))
             self._garment(generation["garment_id"])
         except (RecordNotFound, NotFoundError):
             raise NotFoundError(f"No generation with id {generation_id!r}.") from None
@@ -676,7 +676,7 @@ class Studio:
 
     def _output(self, output_id: str) -> dict[str, Any]:
         try:
-            if self.database.output_owner(_lookup_key(output_id)) != self.owner_id:
+            if self.database.output_owner(bindable_text(output_id)) != self.owner_id:
                 raise RecordNotFound("output_images", output_id)
             return self.database.get_output(output_id)
         except RecordNotFound:
@@ -684,7 +684,7 @@ class Studio:
 
     def _virtual_model(self, model_id: str) -> dict[str, Any]:
         try:
-            model = self.database.get_virtual_model(_lookup_key(model_id))
+            model = self.database.get_virtual_model(bindable_text(model_id))
         except RecordNotFound:
             model = None
         if model is None or not model["active"]:
@@ -748,11 +748,6 @@ def _page(limit: int, offset: int) -> tuple[int, int]:
 
 
 _MAX_OFFSET = 2**62
-
-
-def _lookup_key(record_id: Any) -> str:
-    """An id as given, as text SQLite can take: text no id matches (lone surrogates) becomes a harmless "?"."""
-    return str(record_id or "").encode("utf-8", "replace").decode("utf-8")
 
 
 def _names(values: Any, what: str, example: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlite_utils import Database
 
-from pipeline.errors import storage_error
+from pipeline.errors import StorageError, storage_error
 from storage.schema import migrations
 
 LOCAL_USER_EMAIL = "local@resell.studio"
@@ -38,6 +38,12 @@ class RecordNotFound(KeyError):
         super().__init__(f"{table}:{record_id}")
         self.table = table
         self.record_id = record_id
+
+
+def bindable_text(value: Any) -> str:
+    """`value` as text SQLite can bind: characters UTF-8 cannot encode (lone surrogates, which raw JSON can carry)
+    become "?", so a hostile id is simply not found instead of crashing the query."""
+    return str(value or "").encode("utf-8", "replace").decode("utf-8")
 
 
 def new_id() -> str:
@@ -69,9 +75,15 @@ class StudioDatabase:
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._connections: list[sqlite3.Connection] = []
-        self.db.execute("PRAGMA journal_mode=WAL")
-        with self._write_lock:
-            migrations.apply(self.db)
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            with self._write_lock:
+                migrations.apply(self.db)
+        except sqlite3.OperationalError as error:
+            self.close()
+            raise storage_error(error) or StorageError(
+                f"The studio database {self.path} cannot be opened ({error}). Its folder must be writable: SQLite "
+                f"keeps {self.path.name}-wal and {self.path.name}-shm beside it.") from error
 
     # -- connections -------------------------------------------------------------------------
 
@@ -81,9 +93,13 @@ class StudioDatabase:
         database = getattr(self._local, "database", None)
         if database is None:
             conn = sqlite3.connect(self.path, timeout=30, check_same_thread=True)
-            conn.execute("PRAGMA foreign_keys=ON")
-            conn.execute("PRAGMA busy_timeout=30000")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            try:
+                conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error:
+                conn.close()  # an unusable file (read-only folder, not a database) is not held open
+                raise
             database = Database(conn)
             self._local.database = database
             with self._write_lock:

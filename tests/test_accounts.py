@@ -55,6 +55,16 @@ def test_sign_in_with_a_password_or_a_token(accounts):
     assert accounts.authenticate("ana@example.com", token["token"]) is None
 
 
+def test_odd_token_names_and_ids_are_handled(accounts):
+    ana = accounts.sign_up("ana@example.com", "correct horse battery")
+    assert accounts.create_token(ana["id"], 12345)["name"] == "12345"
+    assert accounts.create_token(ana["id"], None)["name"] == "API token"
+    assert accounts.create_token(ana["id"], "bad \ud800 name")["name"] == "bad ? name"
+    for token_id in ("\ud800", 42, None):
+        with pytest.raises(NotFoundError, match="No live API token"):
+            accounts.revoke_token(ana["id"], token_id)
+
+
 def test_too_many_failed_sign_ins_lock_the_email(accounts, monkeypatch):
     accounts.sign_up("ana@example.com", "correct horse battery")
     for _ in range(accounts_module.FAILED_SIGN_INS_ALLOWED):

@@ -255,9 +255,12 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, diffusion_app_url, di
     # 7. export everything: the zip appears in a compact file box, the output info keeps its room
     page.get_by_role("button", name="Export all (zip, real cut-out first)").click()
     export = block(page, "Export")
-    expect(export.get_by_role("link", name=re.compile(r"\.zip"))).to_be_visible()
+    expect(export.get_by_role("cell", name="navy tee-photos.zip")).to_be_visible()
+    expect(export.get_by_role("link")).to_have_attribute("href", re.compile(r"/navy%20tee-photos\.zip$"))
     assert export.bounding_box()["height"] < 200, export.bounding_box()
-    expect(page.get_by_text("1600×1600 px · downloaded 1×")).to_be_visible()
+    info = page.get_by_text("1600×1600 px · downloaded 1×")
+    expect(info).to_be_visible()
+    assert info.bounding_box()["height"] < 40, info.bounding_box()  # one line, not squeezed into a narrow column
     shot(page, "08-exported")
 
 

@@ -239,6 +239,22 @@ def test_a_read_only_files_folder_refuses_uploads_and_jobs_with_a_clear_message(
     assert_still_works(disk_studio, photo_path)
 
 
+def test_a_read_only_data_folder_is_refused_at_start_with_a_clear_message(small_disk, photo_path):
+    settings = Settings.from_env(small_disk.root / "data")
+    studio = Studio.open(settings)
+    studio.upload_garment(photo_path)
+    studio.close()
+    small_disk.read_only(settings.data_dir)
+    with pytest.raises(StorageError, match="cannot be opened .* must be writable"):
+        Studio.open(settings)
+    small_disk.writable(settings.data_dir)
+    reopened = Studio.open(settings)
+    try:
+        assert len(reopened.list_garments()) == 1
+    finally:
+        reopened.close()
+
+
 def test_the_server_explains_disk_faults_and_keeps_serving(disk_studio, small_disk, photo_path):
     from app import create_demo, launch_options
 
