@@ -89,6 +89,7 @@ def start_server(data_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "cli", "serve", "--accounts", "--data-dir", str(data_dir),
                "--host", "127.0.0.1", "--port", str(port)]
     environment = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False"}
+    environment.pop("STUDIO_BACKUP_REPO", None)  # a throwaway studio never restores from or pushes to a backup
     with open(log_path, "wb") as log:
         server = subprocess.Popen(command, cwd=ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + SERVER_START_TIMEOUT
