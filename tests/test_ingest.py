@@ -501,3 +501,24 @@ def test_twelve_megapixel_portrait_jpeg_is_oriented():
     result = ingest_bytes(data)
 
     assert result.image.size == (3000, 4000)  # timing lives in benchmarks/, not in tests
+
+
+def _scans(data: bytes) -> list[bytes]:
+    starts = [index for index in range(len(data) - 1) if data[index:index + 2] == b"\xff\xda"]
+    return [data[start:end] for start, end in zip(starts, starts[1:] + [len(data) - 2])]
+
+
+def test_a_progressive_jpeg_is_accepted():
+    data = encode(Image.new("RGB", (600, 800), (120, 130, 140)), "JPEG", progressive=True)
+    assert 1 < len(_scans(data)) <= 20
+    assert ingest_bytes(data).image.size == (600, 800)
+
+
+def test_a_jpeg_of_thousands_of_tiny_scans_is_refused_before_decoding():
+    # Each extra scan is a few dozen bytes but makes the decoder pass over the whole image again.
+    data = encode(Image.new("RGB", (7000, 7000), (120, 130, 140)), "JPEG", progressive=True)
+    tiny_scan = min(_scans(data)[1:], key=len)
+    bomb = data[:-2] + tiny_scan * 5000 + b"\xff\xd9"
+    assert len(bomb) < 1024 * 1024
+    with pytest.raises(InputError, match=r"stored in 50\d\d progressive scans; the limit is 100"):
+        ingest_bytes(bomb)
