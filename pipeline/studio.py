@@ -58,7 +58,7 @@ from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
 from storage.database import LOCAL_USER_EMAIL, bindable_text
 from storage.backup import BackupScheduler, backup_settings_from_env, restore_if_empty
-from storage.locks import DataDirLock
+from storage.locks import DataDirLock, this_worker, worker_alive
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,17 @@ class Studio:
 
     def recover(self, alone: bool = False) -> None:
         """After a crash: jobs that were running are failed with a clear message, queued ones run again,
-        and files that no row points at (a write that never got recorded) are removed.
+        and files that no row points at (a write that never got recorded) are removed. A running job whose
+        process (`generations.worker`) is still alive, such as a `resell-studio generate` beside the server, is
+        left to finish.
 
         `alone`: no other studio process has the data directory open (DataDirLock.alone), so every unrecorded
         file and `.partial` is a crash's leftover whatever its age; otherwise only those past the grace period,
         since a live process may be between writing a file and recording it. The sweep comes before queued jobs
         are resubmitted: their files are not recorded yet while they run."""
-        interrupted = self.database.fail_interrupted_generations()
+        # Alone, every running job is a dead process's; otherwise another studio process may be running some.
+        interrupted = self.database.fail_interrupted_generations(
+            still_running=(lambda worker: False) if alone else worker_alive)
         if interrupted:
             log.warning("marked %d interrupted generation(s) as failed", len(interrupted))
         removed = self.files.sweep(self.database.referenced_files(), older_than_seconds=None if alone else 600)
@@ -423,7 +427,7 @@ class Studio:
         generation = self._generation(generation_id)
         progress = self.runner.progress(generation_id)
         return {
-            **generation,
+            **self._public_generation(generation),
             "progress": progress.fraction if progress else (1.0 if generation["status"] == "completed" else 0.0),
             "progress_message": progress.message if progress else generation["status"],
             "outputs": self.database.list_outputs(generation_id),
@@ -439,7 +443,8 @@ class Studio:
         if garment_id:
             self._garment(garment_id)
         limit, offset = _page(limit, offset)
-        return self.database.list_generations(self.owner_id, garment_id or None, limit, offset)
+        return [self._public_generation(generation)
+                for generation in self.database.list_generations(self.owner_id, garment_id or None, limit, offset)]
 
     def cancel_generation(self, generation_id: str) -> dict[str, Any]:
         """Stops a queued or running job; it ends `failed` with "Cancelled." and keeps no files."""
@@ -456,7 +461,7 @@ class Studio:
 
     def _run_generation(self, generation_id: str, job: JobContext) -> None:
         try:
-            generation = self.database.start_generation(generation_id)
+            generation = self.database.start_generation(generation_id, this_worker())
         except ValueError:  # cancelled (or already run) before it could start
             return
         report = job.report
@@ -713,6 +718,10 @@ class Studio:
     @staticmethod
     def _public_garment(garment: dict[str, Any]) -> dict[str, Any]:
         return {key: value for key, value in garment.items() if key != "owner_id"}
+
+    @staticmethod
+    def _public_generation(generation: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in generation.items() if key != "worker"}  # the server's host and pid
 
 
 def _encode_mask(mask: np.ndarray) -> bytes:

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -381,12 +381,14 @@ class StudioDatabase:
         rows = self.db.query(f"SELECT * FROM generations WHERE status IN ({marks}) ORDER BY created_at", statuses)
         return [_decode(row) for row in rows]
 
-    def start_generation(self, generation_id: str) -> dict[str, Any]:
-        """pending -> processing. Refuses any other starting state, so a job cannot run twice."""
+    def start_generation(self, generation_id: str, worker: str | None = None) -> dict[str, Any]:
+        """pending -> processing, by `worker` (see `this_worker`). Refuses any other starting state, so a job
+        cannot run twice."""
         with self.transaction() as db:
             cursor = db.execute(
-                "UPDATE generations SET status = 'processing', started_at = ? WHERE id = ? AND status = 'pending'",
-                [utc_now(), generation_id],
+                "UPDATE generations SET status = 'processing', started_at = ?, worker = ? "
+                "WHERE id = ? AND status = 'pending'",
+                [utc_now(), worker, generation_id],
             )
             if cursor.rowcount != 1:
                 raise ValueError(f"generation {generation_id} is not pending")
@@ -421,15 +423,18 @@ class StudioDatabase:
             )
         return self.get_generation(generation_id)
 
-    def fail_interrupted_generations(self, message: str = INTERRUPTED_JOB_MESSAGE) -> list[str]:
-        """Marks every job left `processing` (by a crash) as failed; returns their ids."""
+    def fail_interrupted_generations(self, message: str = INTERRUPTED_JOB_MESSAGE,
+                                     still_running: Callable[[str | None], bool] = lambda worker: False
+                                     ) -> list[str]:
+        """Marks each job left `processing` by a crash as failed, except those whose worker `still_running`
+        says is alive; returns the ids marked."""
         with self.transaction() as db:
-            ids = [row["id"] for row in db.query("SELECT id FROM generations WHERE status = 'processing'")]
-            db.execute(
-                "UPDATE generations SET status = 'failed', error_message = ?, completed_at = ? "
-                "WHERE status = 'processing'",
-                [message, utc_now()],
-            )
+            ids = [row["id"] for row in db.query("SELECT id, worker FROM generations WHERE status = 'processing'")
+                   if not still_running(row["worker"])]
+            now = utc_now()
+            for generation_id in ids:
+                db.execute("UPDATE generations SET status = 'failed', error_message = ?, completed_at = ? "
+                           "WHERE id = ?", [message, now, generation_id])
         return ids
 
     # -- output images -------------------------------------------------------------------------

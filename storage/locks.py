@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -52,3 +53,25 @@ class DataDirLock:
             self._handle.close()
         if not self._presence.closed:
             self._presence.close()
+
+
+def this_worker() -> str:
+    """This process, as recorded on the jobs it runs: "host:pid"."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def worker_alive(worker: str | None) -> bool:
+    """Whether the process that recorded `worker` may still be running. Unknown (None, malformed) counts as gone;
+    a process on another host, which cannot be checked, counts as alive."""
+    host, _, pid = (worker or "").rpartition(":")
+    if not host or not pid.isdigit() or int(pid) == 0:
+        return False
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True

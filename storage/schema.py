@@ -145,8 +145,9 @@ def m004_api_tokens(db: Database) -> None:
 @migrations()
 def m005_output_owner_and_file_sizes(db: Database) -> None:
     """Each output row names its owner, so a seller's favourites come from one index however many outputs the
-    studio holds; and every stored file's size is recorded, so the storage quota is a sum, not a walk over the
-    disk. Sizes of files stored before this migration are filled in when the studio opens."""
+    studio holds; every stored file's size is recorded, so the storage quota is a sum, not a walk over the
+    disk (sizes of files stored before this migration are filled in when the studio opens); and each running
+    job names the process running it."""
     db.execute("ALTER TABLE output_images ADD COLUMN owner_id TEXT REFERENCES users(id) ON DELETE CASCADE")
     db.execute("UPDATE output_images SET owner_id = (SELECT garments.owner_id FROM generations "
                "JOIN garments ON garments.id = generations.garment_id WHERE generations.id = output_images.generation_id)")
@@ -156,3 +157,5 @@ def m005_output_owner_and_file_sizes(db: Database) -> None:
     db.execute("DROP INDEX output_images_favorites")
     db.execute("CREATE INDEX output_images_favorites ON output_images (owner_id, created_at) WHERE is_favorite = 1")
     db.execute("CREATE INDEX output_images_by_owner ON output_images (owner_id, file_bytes)")
+    # Which process runs a job ("host:pid"), so recovery fails only the jobs of processes that are gone.
+    db.execute("ALTER TABLE generations ADD COLUMN worker TEXT")

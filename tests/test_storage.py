@@ -269,3 +269,30 @@ def test_outputs_from_before_m005_get_their_owner(tmp_path):
     with pytest.raises(ValueError, match="not a file size"):
         upgraded.record_file_sizes([("users", "u1", "email", 1)])
     upgraded.close()
+
+
+def test_only_jobs_of_gone_workers_are_failed_as_interrupted(database, garment):
+    jobs = {}
+    for worker in ("host:1", "host:2", None):
+        jobs[worker] = database.create_generation(garment["id"], "ghost_01", "ghost", parameters={})["id"]
+        database.start_generation(jobs[worker], worker)
+    assert database.get_generation(jobs["host:1"])["worker"] == "host:1"
+    failed = database.fail_interrupted_generations(still_running=lambda worker: worker == "host:2")
+    assert sorted(failed) == sorted([jobs["host:1"], jobs[None]])
+    assert database.get_generation(jobs["host:2"])["status"] == "processing"
+
+
+def test_a_worker_is_alive_while_its_process_is():
+    import socket
+    import subprocess
+    import sys
+
+    from storage.locks import this_worker, worker_alive
+
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname()
+    assert worker_alive(this_worker()) and this_worker() == f"{host}:{os.getpid()}"
+    assert not worker_alive(f"{host}:{finished.stdout.strip()}")
+    assert worker_alive("another-machine:123")  # cannot be checked from here, so it is left alone
+    for unknown in (None, "", "garbage", f"{host}:0", f"{host}:-5"):
+        assert not worker_alive(unknown)

@@ -218,6 +218,30 @@ def test_a_second_process_on_the_same_data_dir_does_not_recover(settings, photo_
         owner.close()
 
 
+def test_recovery_beside_another_live_process_fails_only_jobs_of_gone_processes(settings, photo_path):
+    import subprocess
+    import sys
+
+    from storage.locks import this_worker
+
+    first = Studio.open(settings)
+    garment = first.upload_garment(photo_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    crashed, live = (first.database.create_generation(garment["id"], "ghost_01", "ghost", parameters={})
+                     for _ in range(2))
+    first.database.start_generation(crashed["id"], f"{this_worker().rpartition(':')[0]}:{gone.stdout.strip()}")
+    first.database.start_generation(live["id"], this_worker())  # e.g. `resell-studio generate` still running
+    guest = Studio.open(settings)  # another studio process keeps the directory open
+    first.close()
+    owner = Studio.open(settings)  # the next owner is not alone, so it must tell the jobs apart
+    try:
+        assert owner.get_generation(crashed["id"])["error_message"] == INTERRUPTED_JOB_MESSAGE
+        assert owner.get_generation(live["id"])["status"] == "processing"
+    finally:
+        owner.close()
+        guest.close()
+
+
 def test_clicks_refine_the_cut_out_and_are_stored(studio, photo_path):
     garment = studio.upload_garment(photo_path)
     before = np.asarray(Image.open(studio.file_path(garment["mask_image_url"])).convert("L")) > 0
@@ -280,3 +304,10 @@ def test_the_preferred_model_is_stored_for_the_seller(studio):
     assert studio.preferred_model_id() == "mod_02"
     with pytest.raises(NotFoundError):
         studio.set_preferred_model("mod_99")
+
+
+def test_jobs_do_not_show_which_host_and_process_ran_them(studio, photo_path):
+    garment = studio.upload_garment(photo_path)
+    job = studio.generate(garment["id"], aspect_ratios=["1:1"], wait=True)
+    assert studio.database.get_generation(job["id"])["worker"]
+    assert "worker" not in job and "worker" not in studio.list_generations()[0]
