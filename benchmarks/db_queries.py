@@ -4,9 +4,9 @@
 
 Builds a fresh data directory through the real schema (sqlite-utils migrations): `--users` sellers, one of them
 (the one measured) holding a fifth of everything, each garment with 4 generations of 5 outputs, 5 % of outputs
-starred. Every output row has a real (empty) file, so the storage-quota check stats real files. Then it times each
-query the app makes on a page load, an upload, a generation and a download. Prints JSON: median and p95
-milliseconds per query, and the query plan of the favourites listing (target: under 10 ms).
+starred. The measured seller's files exist on disk (empty), so opening the studio sweeps a real file store.
+Then it times each query the app makes on a page load, an upload, a generation and a download. Prints JSON:
+median and p95 milliseconds per query, and the query plan of the favourites listing (target: under 10 ms).
 """
 
 from __future__ import annotations

@@ -164,7 +164,7 @@ def _one_photo(client, photo, result: SessionResult) -> None:
     result.timings["photo"].append(time.perf_counter() - started)
 
 
-def check_database(data_dir: Path, results: list[SessionResult], photos_per_session: int) -> list[str]:
+def check_database(data_dir: Path, results: list[SessionResult]) -> list[str]:
     """What must hold after the run; returns the problems found (none is a pass)."""
     settings = Settings.from_env(data_dir)
     database = StudioDatabase(settings.database_path)
@@ -209,22 +209,21 @@ def check_database(data_dir: Path, results: list[SessionResult], photos_per_sess
 
 
 def _check_files(settings: Settings, db) -> list[str]:
+    """Every file a row points at decodes whole, and every file on disk has a row."""
+    referenced = [row["url"] for row in db.query(
+        "SELECT image_url AS url FROM output_images UNION ALL SELECT original_image_url FROM garments "
+        "UNION ALL SELECT mask_image_url FROM garments WHERE mask_image_url IS NOT NULL")]
     problems = []
-    for row in db.query("SELECT image_url FROM output_images UNION ALL SELECT original_image_url FROM garments "
-                        "UNION ALL SELECT mask_image_url FROM garments WHERE mask_image_url IS NOT NULL"):
-        path = settings.files_dir / row["image_url"]
+    for relative in referenced:
         try:
-            with Image.open(path) as image:
+            with Image.open(settings.files_dir / relative) as image:
                 image.load()
         except Exception as error:  # noqa: BLE001
-            problems.append(f"{row['image_url']}: {error}")
-    referenced = {row["image_url"] for row in db.query(
-        "SELECT image_url FROM output_images UNION SELECT original_image_url FROM garments "
-        "UNION SELECT mask_image_url FROM garments")}
+            problems.append(f"{relative}: {error}")
     on_disk = {path.relative_to(settings.files_dir).as_posix()
                for path in settings.files_dir.rglob("*") if path.is_file()}
-    if on_disk - referenced:
-        problems.append(f"{len(on_disk - referenced)} files no row points at")
+    if on_disk - set(referenced):
+        problems.append(f"{len(on_disk - set(referenced))} files no row points at")
     return problems
 
 
@@ -283,7 +282,7 @@ def run_load_test(workdir: Path, sessions: int, photos: int, megapixels: float,
     return {"benchmark": "load_test", "sessions": sessions, "photos_per_session": photos,
             "megapixels": megapixels, "outputs_per_photo": len(RATIOS) + len(MARKETPLACES),
             **summarise(results, wall), "errors": errors,
-            "problems": errors + check_database(data_dir, results, photos),
+            "problems": errors + check_database(data_dir, results),
             "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
 
 

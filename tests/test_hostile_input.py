@@ -7,7 +7,6 @@ UI's upload handler. How each format is decoded is tested in test_ingest.py; her
 from __future__ import annotations
 
 import functools
-import io
 import json
 import os
 import re
@@ -18,7 +17,6 @@ import warnings
 import zlib
 from pathlib import Path
 
-import gradio as gr
 import httpx
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from PIL import Image, ImageCms
 
 from app import UPLOAD_AS_FILE, Access, StudioAPI, create_demo, launch_options
 from conftest import files_under, garment_photo
+from image_files import encode, lossless_webp_declaring, png_by_hand, png_chunk
 from pipeline.errors import InputError, NotFoundError, StudioError
 from pipeline.ingest import MAX_PIXELS, MAX_UPLOAD_BYTES, MIN_SHORT_SIDE, ingest_bytes
 from pipeline.settings import Settings
@@ -40,23 +39,6 @@ FUZZ = dict(deadline=None, database=None, print_blob=True)
 
 
 # ---------- file builders ----------
-
-
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
-def png_by_hand(width: int, height: int, bit_depth: int, colour_type: int, idat: bytes,
-                extra_chunks: bytes = b"") -> bytes:
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + extra_chunks + png_chunk(b"IDAT", idat)
-            + png_chunk(b"IEND", b""))
 
 
 def deflate_repeated(block: bytes, times: int) -> bytes:
@@ -134,10 +116,7 @@ def webp_vp8_declaring(width: int, height: int) -> bytes:
 
 def webp_vp8x_lossless_declaring(width: int, height: int) -> bytes:
     """An extended (VP8X) WebP around a lossless bitstream, both claiming width x height."""
-    data = encode(Image.new("RGB", (8, 8)), "WEBP", lossless=True)
-    bits = struct.unpack("<I", data[21:25])[0]
-    bits = (bits & ~((1 << 28) - 1)) | (width - 1) | ((height - 1) << 14)
-    bitstream = data[12:21] + struct.pack("<I", bits) + data[25:]
+    bitstream = lossless_webp_declaring(width, height)[12:]
     header = bytes(4) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     body = b"WEBP" + b"VP8X" + struct.pack("<I", 10) + header + bitstream
     return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -13,6 +13,8 @@ from PIL import Image, ImageCms
 from pipeline.errors import InputError
 from pipeline.ingest import MAX_UPLOAD_BYTES, IngestedImage, ingest_bytes, ingest_file
 
+from image_files import encode, lossless_webp_declaring, png_by_hand
+
 ACCEPTED_NAMES = "JPEG, PNG, WebP or HEIC"
 RED, GREEN, BLUE, YELLOW, GREY = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (128, 128, 128)
 ORIENTATION_TAG = 0x0112
@@ -43,35 +45,14 @@ def corner_colours(image: Image.Image) -> tuple[tuple[int, ...], ...]:
     return tuple(image.getpixel(point) for point in points)
 
 
-def encode(image: Image.Image, fmt: str, **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, fmt, **options)
-    return buffer.getvalue()
-
-
-def png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-
-
 def raw_png(width: int, height: int, bit_depth: int, colour_type: int, rows: bytes = b"") -> bytes:
     """A PNG written by hand: for 16-bit RGB (PIL cannot write it) and for headers that lie about the size."""
-    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows))
-            + png_chunk(b"IEND", b""))
+    return png_by_hand(width, height, bit_depth, colour_type, zlib.compress(rows))
 
 
 def sixteen_bit_rgb_png(pixel: tuple[int, int, int], size: int = 256) -> bytes:
     row = b"\x00" + struct.pack(">HHH", *pixel) * size  # filter byte 0, then big-endian samples
     return raw_png(size, size, 16, 2, row * size)
-
-
-def webp_declaring(width: int, height: int) -> bytes:
-    """A lossless WebP whose header claims `width` x `height`; decoding it would allocate that much."""
-    data = encode(Image.new("RGB", (8, 8), (1, 2, 3)), "WEBP", lossless=True)
-    assert data[12:16] == b"VP8L" and data[20] == 0x2F
-    bits = struct.unpack("<I", data[21:25])[0]
-    bits = (bits & ~((1 << 28) - 1)) | (width - 1) | ((height - 1) << 14)
-    return data[:21] + struct.pack("<I", bits) + data[25:]
 
 
 def icc_rgb_profile(red, green, blue, gamma: float = 2.2, name: str = "Test RGB") -> bytes:
@@ -444,7 +425,7 @@ def test_pil_bomb_warning_range_is_refused():
 @pytest.mark.parametrize(("width", "height", "expected"), [(10_000, 6_000, "60.0 megapixels"),
                                                            (16_384, 16_384, "268.4 megapixels")])
 def test_webp_bomb_is_refused(width, height, expected):
-    message = refusal(webp_declaring(width, height))
+    message = refusal(lossless_webp_declaring(width, height))
     assert expected in message and "50 megapixels" in message
 
 
