@@ -6,6 +6,7 @@ types. Any CLIP checkpoint works (a Hub id or a local folder); a fashion-tuned o
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from dataclasses import dataclass, field
@@ -16,7 +17,9 @@ from PIL import Image
 
 from pipeline.attributes import CATEGORIES, guess_category
 from pipeline.errors import BackendUnavailableError, InputError
-from pipeline.hub import LoadedOnce
+from pipeline.hub import LoadedOnce, display_source, first_line
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CATEGORY_MODEL = "patrickjohncyh/fashion-clip"
 CATEGORY_MODEL_ENV = "STUDIO_CATEGORY_MODEL"
@@ -199,7 +202,8 @@ def _checkpoint_source(model_id: str) -> tuple[str, bool]:
     if _looks_like_path(model_id):
         folder = Path(model_id).expanduser()
         if not folder.is_dir():
-            raise BackendUnavailableError(f"Category model folder {model_id} does not exist.")
+            logger.warning("The category model folder %s does not exist.", folder.absolute())
+            raise BackendUnavailableError(f"Category model folder {display_source(model_id)} does not exist.")
         return str(folder), True
     return model_id, False
 
@@ -210,8 +214,9 @@ def _load_with_fallback(loader, model_id: str, source: str, local_folder: bool, 
         return loader.from_pretrained(source, local_files_only=True, **kwargs)
     except Exception as error:  # noqa: BLE001 - any failure here means "not available locally"
         if local_folder:
-            raise BackendUnavailableError(
-                f"Category model folder {model_id} is not a usable CLIP checkpoint ({_first_line(error)}).") from None
+            logger.warning("The category model folder %s cannot be loaded: %s", Path(source).absolute(), error)
+            raise BackendUnavailableError(f"Category model folder {display_source(model_id)} is not a usable CLIP "
+                                          f"checkpoint ({first_line(error, model_id)}).") from None
         if _is_offline():
             raise BackendUnavailableError(
                 f"Category model {model_id} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set.") from None
@@ -220,7 +225,7 @@ def _load_with_fallback(loader, model_id: str, source: str, local_folder: bool, 
         return loader.from_pretrained(source, **kwargs)
     except Exception as error:  # noqa: BLE001
         raise BackendUnavailableError(
-            f"Category model {model_id} could not be loaded: {_first_line(error)}") from None
+            f"Category model {model_id} could not be loaded: {first_line(error)}") from None
 
 
 def _require_reachable_repo(model_id: str) -> None:
@@ -238,7 +243,7 @@ def _require_reachable_repo(model_id: str) -> None:
         raise BackendUnavailableError(f"Category model {model_id} does not exist on the Hub.") from None
     except Exception as error:  # noqa: BLE001 - connection refused, DNS, timeout, proxy...
         raise BackendUnavailableError(
-            f"Category model {model_id} is not cached and the Hub cannot be reached ({_first_line(error)}).") from None
+            f"Category model {model_id} is not cached and the Hub cannot be reached ({first_line(error)}).") from None
 
 
 def _require_clip_config(model_id: str, source: str, local_folder: bool) -> None:
@@ -246,14 +251,8 @@ def _require_clip_config(model_id: str, source: str, local_folder: bool) -> None
 
     config = _load_with_fallback(AutoConfig, model_id, source, local_folder)
     if getattr(config, "model_type", None) != "clip":
-        raise BackendUnavailableError(
-            f"Category model {model_id} is a {getattr(config, 'model_type', 'unknown')!r} checkpoint, not CLIP.")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    line = text[0] if text else type(error).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
+        kind = getattr(config, "model_type", "unknown")
+        raise BackendUnavailableError(f"Category model {display_source(model_id)} is a {kind!r} checkpoint, not CLIP.")
 
 
 _classifiers: LoadedOnce[ClipCategoryClassifier] = LoadedOnce("category model")

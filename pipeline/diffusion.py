@@ -13,6 +13,7 @@ cut-out (on white) as an image prompt. An optional few-step LoRA (SDXL-Lightning
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields, replace
@@ -21,7 +22,7 @@ import torch
 from PIL import Image
 
 from pipeline.errors import BackendUnavailableError, InputError, StudioError
-from pipeline.hub import LoadedOnce, load_local_first
+from pipeline.hub import LoadedOnce, display_source, load_local_first
 from pipeline.sam import choose_device
 
 FAMILIES = ("sdxl", "sd15")
@@ -40,6 +41,8 @@ OOM_MESSAGE = (
 )
 
 ProgressCallback = Callable[[float, str], None]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -360,16 +363,19 @@ def _build_pipeline(models: DiffusionModels, dtype: torch.dtype):
 
 
 def _check_family(pipe, models: DiffusionModels) -> None:
+    base, controlnet = display_source(models.base_model), display_source(models.controlnet)
     is_xl = "XL" in type(pipe).__name__
     if is_xl != (models.family == "sdxl"):
         loaded = "an SDXL" if is_xl else "an SD 1.5"
+        logger.warning("The base model %s is %s pipeline, not %s.", models.base_model, loaded, models.family)
         raise BackendUnavailableError(
-            f"The base model '{models.base_model}' is {loaded} pipeline, but the family '{models.family}' was chosen; "
+            f"The base model '{base}' is {loaded} pipeline, but the family '{models.family}' was chosen; "
             "pick the matching family.")
     if pipe.controlnet.config.cross_attention_dim != pipe.unet.config.cross_attention_dim:
+        logger.warning("The ControlNet %s does not fit the base model %s.", models.controlnet, models.base_model)
         raise BackendUnavailableError(
-            f"The ControlNet '{models.controlnet}' was made for another model family than the base model "
-            f"'{models.base_model}'; pick a {models.family} OpenPose ControlNet.")
+            f"The ControlNet '{controlnet}' was made for another model family than the base model "
+            f"'{base}'; pick a {models.family} OpenPose ControlNet.")
 
 
 def _fuse_lora(pipe, models: DiffusionModels) -> None:

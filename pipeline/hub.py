@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 import threading
@@ -20,7 +21,8 @@ from pipeline.errors import BackendUnavailableError
 HUB_PROBE_TIMEOUT_S = 5.0
 HUB_DOWNLOAD_TIMEOUT_S = 20
 
-__all__ = ["LoadedOnce", "first_line", "hub_offline", "load_local_first", "looks_like_path", "probe_hub", "short_hub_timeouts"]
+__all__ = ["LoadedOnce", "display_source", "first_line", "hub_offline", "load_local_first", "looks_like_path",
+           "probe_hub", "redact_paths", "short_hub_timeouts"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +59,33 @@ class short_hub_timeouts:
         constants.HF_HUB_ETAG_TIMEOUT, constants.HF_HUB_DOWNLOAD_TIMEOUT = self._saved
 
 
-def first_line(error: BaseException) -> str:
+def display_source(source: str) -> str:
+    """How a model source is named to users: a Hub id as it is, a local folder by its own name only (the
+    server's paths are for the operator's log, not for users)."""
+    if not looks_like_path(source):
+        return source
+    folder = Path(source).expanduser()
+    return folder.name or folder.resolve().name or "the root folder"
+
+
+# An absolute POSIX or Windows path, not the "//" of a URL nor the "/" inside "owner/name" or "and/or".
+_ABSOLUTE_PATH = re.compile(r"(?<![\w/:.~-])(?:[A-Za-z]:)?[/\\][^\s'\"()\[\]<>,;]+")
+
+
+def redact_paths(message: str, source: str = "") -> str:
+    """`message` without absolute paths: the local folder `source` (and files in it) shown by its display name,
+    any other path by its last part."""
+    if source and looks_like_path(source):
+        folder = Path(source).expanduser()
+        for form in sorted({str(folder.absolute()), str(folder.resolve())}, key=len, reverse=True):
+            message = message.replace(form, display_source(source))
+    return _ABSOLUTE_PATH.sub(lambda match: "…/" + re.split(r"[/\\]", match.group().rstrip("/\\"))[-1], message)
+
+
+def first_line(error: BaseException, source: str = "") -> str:
+    """The first line of an error's text, for a one-sentence message; paths redacted (see `redact_paths`)."""
     text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    return redact_paths(text[0] if text else type(error).__name__, source)[:300]
 
 Loaded = TypeVar("Loaded")
 
@@ -89,14 +115,18 @@ def probe_hub(repo_id: str, what: str) -> None:
 def load_local_first(what: str, source: str, load: Callable[[bool], Loaded], flag: str = "") -> Loaded:
     """`load(local_files_only)` for a folder or a Hub id, by the policy above; `what` names it in messages."""
     if looks_like_path(source):
-        if not Path(source).expanduser().exists():
-            raise BackendUnavailableError(f"The {what} folder '{source}' does not exist.")
+        folder = Path(source).expanduser()
+        if not folder.exists():
+            logger.warning("The %s folder %s does not exist.", what, folder.absolute())
+            raise BackendUnavailableError(f"The {what} folder '{display_source(source)}' does not exist.")
         try:
             return load(True)
         except BackendUnavailableError:
             raise
         except Exception as error:  # noqa: BLE001 - a broken checkpoint fails in many ways; one sentence for the user
-            raise BackendUnavailableError(f"The {what} in '{source}' cannot be loaded ({first_line(error)}).") from error
+            logger.warning("The %s in %s cannot be loaded: %s", what, folder.absolute(), error)
+            raise BackendUnavailableError(f"The {what} in the folder '{display_source(source)}' cannot be loaded "
+                                          f"({first_line(error, source)}).") from error
     try:
         return load(True)
     except BackendUnavailableError:
@@ -143,6 +173,7 @@ class LoadedOnce(Generic[Loaded]):
                 except BackendUnavailableError as error:
                     known = error
                 except Exception as error:  # noqa: BLE001 - e.g. out of memory moving to the device
+                    logger.exception("The %s %s could not be loaded", self.what, key)
                     known = BackendUnavailableError(f"The {self.what} could not be loaded: {first_line(error)}")
                 self._known[key] = known
         if isinstance(known, BackendUnavailableError):

@@ -33,7 +33,7 @@ from PIL import Image
 from pipeline.cutout import cut_out
 from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
 from pipeline.hub import first_line as _first_line
-from pipeline.hub import LoadedOnce, load_local_first
+from pipeline.hub import LoadedOnce, display_source, load_local_first
 from pipeline.hub import looks_like_path as _looks_like_path
 from pipeline.segmentation import Segmentation
 
@@ -113,7 +113,8 @@ def _mps_available() -> bool:
 
 def _check_sam_folder(folder: Path, model_id: str) -> None:
     if not folder.is_dir():
-        raise BackendUnavailableError(f"The SAM model folder '{model_id}' does not exist.")
+        logger.warning("The SAM model folder %s does not exist.", folder.absolute())
+        raise BackendUnavailableError(f"The SAM model folder '{display_source(model_id)}' does not exist.")
     config_path = folder / "config.json"
     model_type = None
     if config_path.is_file():
@@ -122,9 +123,10 @@ def _check_sam_folder(folder: Path, model_id: str) -> None:
         except (OSError, ValueError):
             model_type = None
     if model_type != "sam":
+        logger.warning("The folder %s is not a SAM checkpoint.", folder.absolute())
         raise BackendUnavailableError(
-            f"The folder '{model_id}' is not a SAM checkpoint (its config.json does not say model_type 'sam'); "
-            "pass a folder written by SamModel.save_pretrained and SamProcessor.save_pretrained, "
+            f"The folder '{display_source(model_id)}' is not a SAM checkpoint (its config.json does not say "
+            "model_type 'sam'); pass a folder written by SamModel.save_pretrained and SamProcessor.save_pretrained, "
             "or a Hub id such as facebook/sam-vit-base."
         )
 
@@ -150,8 +152,10 @@ def _load_from_folder(model_id: str):
     try:
         return _load_pretrained(str(folder), local_only=True)
     except Exception as error:  # noqa: BLE001 - a broken checkpoint can fail in many ways; the user needs one sentence
+        logger.warning("The SAM checkpoint in %s cannot be loaded: %s", folder.absolute(), error)
         raise BackendUnavailableError(
-            f"The SAM checkpoint in '{model_id}' cannot be loaded ({_first_line(error)})."
+            f"The SAM checkpoint in the folder '{display_source(model_id)}' cannot be loaded "
+            f"({_first_line(error, model_id)})."
         ) from error
 
 

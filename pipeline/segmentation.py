@@ -9,6 +9,7 @@ Asking for `sam` explicitly never falls back: it runs SAM or raises a clear erro
 
 from __future__ import annotations
 
+import reprlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -20,12 +21,16 @@ from PIL import Image
 
 from pipeline.cutout import cut_out
 from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
+from pipeline.hub import display_source
 
 SEGMENTATION_BACKENDS = ("auto", "classic", "sam")
 Point = tuple[float, float, int]  # (x, y, label) in image pixels; label 1 = garment, 0 = background
 
 REFINE_WORKING_SIDE = 480
 CLICK_RADIUS_FRACTION = 0.02
+# A seller fixes a cut-out with a handful of clicks (SAM gains little after ten); fifty leaves room for patient
+# work on lace or fringes, while a scripted flood of points is refused before it costs CPU or database space.
+MAX_CLICKS = 50
 
 
 @dataclass(frozen=True)
@@ -111,16 +116,20 @@ def parse_points(points: Sequence[Sequence[float]], size: tuple[int, int]) -> li
     """Validates clicks given as [x, y, label] in image pixels (label 1 = garment, 0 = background)."""
     width, height = size
     if not isinstance(points, (list, tuple, type(None))):
-        raise InputError(f"Points are a list of [x, y, label] clicks, not {points!r}.")
+        raise InputError(f"Points are a list of [x, y, label] clicks, not {reprlib.repr(points)}.")
+    if len(points or []) > MAX_CLICKS:
+        raise InputError(f"At most {MAX_CLICKS} clicks refine a cut-out; you sent {len(points)}. "
+                         "Undo some clicks, or Reset and start again.")
     parsed = []
     for point in points or []:
         try:
             x, y, label = float(point[0]), float(point[1]), int(point[2])
         except (TypeError, ValueError, IndexError, KeyError, OverflowError):
-            raise InputError(f"A point is [x, y, label] with label 1 (garment) or 0 (background), not {point!r}.") \
-                from None
+            raise InputError("A point is [x, y, label] with label 1 (garment) or 0 (background), "
+                             f"not {reprlib.repr(point)}.") from None
         if label not in (0, 1) or not (0 <= x < width and 0 <= y < height):
-            raise InputError(f"Point {point!r} is outside the {width}x{height} photo or has a label other than 0/1.")
+            raise InputError(f"Point {reprlib.repr(point)} is outside the {width}x{height} photo or has a label "
+                             "other than 0/1.")
         parsed.append((x, y, label))
     return parsed
 
@@ -159,7 +168,7 @@ def describe_segmentation_backend(backend: str = "auto", sam_model: str | None =
     """One line for the UI: which backend cuts garments out here, and why."""
     from pipeline.sam import resolve_sam_model
 
-    model = resolve_sam_model(sam_model)
+    model = display_source(resolve_sam_model(sam_model))
     if backend == "classic":
         return "Cut-out: classic (chosen in the settings; no model weights needed)."
     if backend == "auto" and not _gpu_available():

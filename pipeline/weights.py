@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from pipeline.errors import BackendUnavailableError
-from pipeline.hub import hub_offline, looks_like_path, probe_hub
+from pipeline.hub import display_source, hub_offline, looks_like_path, probe_hub
+
+logger = logging.getLogger(__name__)
 
 Source = tuple[str, str, str]  # (what, Hub id or folder, a file the checkpoint must have)
 
@@ -17,7 +20,8 @@ def unavailable_reason(sources: list[Source]) -> str | None:
         if Path(source).expanduser().is_dir():
             continue
         if looks_like_path(source):
-            return f"The {what} folder '{source}' does not exist."
+            logger.warning("The %s folder %s does not exist.", what, Path(source).expanduser().absolute())
+            return f"The {what} folder '{display_source(source)}' does not exist."
         if _cached(source, filename):
             continue
         if hub_offline():
