@@ -17,26 +17,33 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import gradio as gr
 from gradio import FileData
 from gradio.utils import get_upload_folder as gradio_upload_folder
+from starlette.middleware import Middleware
 
-from pipeline.accounts import Accounts, hash_token
+from pipeline.accounts import Accounts
 from pipeline.attributes import CATEGORIES
 from pipeline.errors import InputError, StudioError
+from pipeline.ingest import MAX_UPLOAD_BYTES
 from pipeline.on_model import on_model_options
 from pipeline.generation import DEFAULT_ASPECT_RATIOS, FILE_FORMATS
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, DEFAULT_BACKGROUND, MARKETPLACES
 from pipeline.previews import mask_overlay, preview_scale, thumbnail
-from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
+from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings, check_auth
 from pipeline.studio import GHOST_MODEL_ID, Studio
+from web.access import Access
+from web.served_files import ServedFiles, digests
+from web.sign_in import SignInGuard, refuse_outside_the_guard
 
 log = logging.getLogger(__name__)
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 POLL_SECONDS = 0.2
+CACHE_SWEEP_S, CACHE_KEEP_S = 30 * 60, 60 * 60
 CSS = """
 .model-cards {display: flex; flex-wrap: wrap; gap: 10px;}
 .model-card {border: 1px solid var(--border-color-primary); border-radius: 10px; padding: 10px 12px; min-width: 160px;
@@ -69,8 +76,9 @@ def explained(handler: Handler) -> Handler:
 class StudioAPI:
     """The public API: one typed method per endpoint, returning plain JSON (and files from /download)."""
 
-    def __init__(self, access: "Access"):
+    def __init__(self, access: Access, served: ServedFiles | None = None):
         self.access = access
+        self.served = served or ServedFiles(access.studio.settings.data_dir / "served")
 
     def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "", request: gr.Request = None) -> dict:
         """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false
@@ -150,18 +158,19 @@ class StudioAPI:
 
     def export_garment(self, garment_id: str, favorites_only: bool = False, request: gr.Request = None) -> FileData:
         """A zip of the garment's photos, the real cut-outs first; only starred ones when favorites_only."""
-        path = self.access.studio_for(request).export_garment(garment_id, bool(favorites_only))
+        studio = self.access.studio_for(request)
+        path = export_for_download(studio, self.served, garment_id, bool(favorites_only))
         return FileData(path=str(path), orig_name=path.name)
 
     def delete_garment(self, garment_id: str, request: gr.Request = None) -> dict:
         """Delete a garment with its generations, outputs and files."""
-        return self.access.studio_for(request).delete_garment(garment_id)
+        return delete_garment(self.access.studio_for(request), self.served, garment_id)
 
     def delete_account(self, confirm: str, request: gr.Request = None) -> dict:
         """Delete your account with everything in it; `confirm` must be DELETE."""
         if confirm != "DELETE":
             raise InputError('To delete your account and everything in it, pass confirm="DELETE".')
-        return self.access.studio_for(request).delete_account()
+        return delete_account(self.access, self.access.studio_for(request), self.served)
 
     def usage(self, request: gr.Request = None) -> dict:
         """Your plan's limits and what you have used: generations today, jobs running, storage."""
@@ -177,8 +186,10 @@ class StudioAPI:
         return self._accounts().list_tokens(self.access.studio_for(request).owner_id)
 
     def revoke_api_token(self, token_id: str, request: gr.Request = None) -> dict:
-        """Revoke one of your API tokens."""
-        return self._accounts().revoke_token(self.access.studio_for(request).owner_id, token_id)
+        """Revoke one of your API tokens; every session it opened ends with it."""
+        revoked = self._accounts().revoke_token(self.access.studio_for(request).owner_id, token_id)
+        self.access.token_revoked(revoked["id"])
+        return revoked
 
     def _accounts(self) -> Accounts:
         if self.access.accounts is None:
@@ -232,6 +243,35 @@ def _uploaded_by_the_caller(path: str) -> bool:
         return False
 
 
+def export_for_download(studio: Studio, served: ServedFiles, garment_id: str, favorites_only: bool) -> Path:
+    """The garment's export zip, written where deleting the garment will find it (and Gradio's copy of it)."""
+    garment_id = studio.get_garment(garment_id)["id"]  # the stored id (a path part below), or NotFoundError
+    folder = served.export_folder(studio.owner_id, garment_id)
+    path = studio.export_garment(garment_id, favorites_only, folder)
+    served.served(studio.owner_id, garment_id, path)
+    return path
+
+
+def delete_garment(studio: Studio, served: ServedFiles, garment_id: str) -> dict:
+    """Deletes the garment and everything Gradio still holds of it: its upload, and the copies of its photos,
+    previews and exports it served."""
+    garment_id = studio.get_garment(garment_id)["id"]  # the stored id (a path part below), or NotFoundError
+    stored = digests(studio.stored_files(garment_id))
+    deleted = studio.delete_garment(garment_id)
+    served.forget_garment(studio.owner_id, garment_id, stored)
+    return deleted
+
+
+def delete_account(access: Access, studio: Studio, served: ServedFiles) -> dict:
+    """Deletes the seller's account and everything of it, served copies included, and ends all their sessions."""
+    owner_id = studio.owner_id
+    stored = digests(studio.stored_files())
+    deleted = studio.delete_account()
+    served.forget_owner(owner_id, stored)
+    access.account_deleted(owner_id)
+    return deleted
+
+
 # -- the UI ----------------------------------------------------------------------------------------
 
 
@@ -282,71 +322,28 @@ def _gallery_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]
     return items
 
 
-AUTH_MODES = ("none", "password", "huggingface")
-TOKEN_HEADER = "x-studio-token"
+class StudioBlocks(gr.Blocks):
+    """`gr.Blocks` whose `launch()` always applies the studio's launch options, so the module-level `demo` is as
+    safe as `serve()` whoever launches it; arguments given to `launch()` still win."""
+
+    launch_defaults: dict[str, Any] = {}
+
+    def launch(self, *args: Any, **kwargs: Any) -> Any:
+        return super().launch(*args, **{**self.launch_defaults, **kwargs})
 
 
-class Access:
-    """Who is calling.
-
-    - `none`: everything belongs to the one local user (`make run`).
-    - `password`: Gradio's sign-in page and `Client(url, auth=(email, password_or_token))`.
-    - `huggingface`: "Sign in with Hugging Face" on a Space (`hf_oauth: true`); programs send an API token in the
-      `x-studio-token` header (`Client(url, headers={"x-studio-token": token})`).
-    In the last two every UI event and API call acts as that user, and is refused without one."""
-
-    def __init__(self, studio: Studio, mode: str = "none"):
-        if mode not in AUTH_MODES:
-            raise InputError(f"Unknown sign-in mode {mode!r}; choose one of {', '.join(AUTH_MODES)}.")
-        self.studio = studio
-        self.mode = mode
-        self.accounts = Accounts(studio.database) if mode != "none" else None
-
-    def studio_for(self, request: gr.Request | None) -> Studio:
-        if self.accounts is None:
-            return self.studio
-        user = self._token_user(request) or self._signed_in_user(request)
-        if user is None:
-            raise gr.Error("Sign in first: this studio has accounts.")
-        return self.studio.as_user(user["id"])
-
-    def _token_user(self, request: gr.Request | None) -> dict | None:
-        headers = getattr(request, "headers", None) or {}
-        token = headers.get(TOKEN_HEADER, "")
-        return self.accounts.database.user_for_token_hash(hash_token(token)) if token else None
-
-    def _signed_in_user(self, request: gr.Request | None) -> dict | None:
-        if self.mode == "password":
-            email = getattr(request, "username", None)
-            return self.accounts.database.find_user_by_email(email) if email else None
-        username = hugging_face_username(request)
-        return self.accounts.user_for_hugging_face(username) if username else None
-
-    def check_sign_in(self, email: str, secret: str) -> bool:
-        """For Gradio's sign-in page and for API clients (`Client(url, auth=(email, password_or_token))`)."""
-        return self.accounts is not None and self.accounts.authenticate(email, secret) is not None
-
-
-def hugging_face_username(request: gr.Request | None) -> str | None:
-    """The Hugging Face user signed in through `gr.LoginButton` (the OAuth session Gradio keeps), if any."""
-    try:
-        info = request.session.get("oauth_info") if request is not None else None
-    except (AttributeError, AssertionError):  # no session middleware: nobody can be signed in
-        return None
-    if not info or (info.get("expires_at") or float("inf")) < time.time():
-        return None
-    return (info.get("userinfo") or {}).get("preferred_username")
-
-
-def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
+def create_demo(studio: Studio, access: Access | None = None) -> StudioBlocks:
     """The whole app: seller UI and public API, wired to `studio`, acting for whoever `access` says is calling."""
     access = access or Access(studio)
-    api = StudioAPI(access)
+    served = ServedFiles(studio.settings.data_dir / "served")
+    api = StudioAPI(access, served)
     models = studio.virtual_models()
     model_choices = [(f"{m['name']} ({m['id']})", m["id"]) for m in models if m["available"]]
     status = studio.backend_status()
 
-    with gr.Blocks(title="Resell Studio") as demo:
+    # Gradio's cached copies of uploads and served files go an hour after their last use (deletions remove a
+    # garment's at once): what a seller has not turned into a garment is not kept.
+    with StudioBlocks(title="Resell Studio", delete_cache=(CACHE_SWEEP_S, CACHE_KEEP_S)) as demo:
         gr.Markdown("# Resell Studio\nPhotograph a garment on the floor, a bed or a hanger; get clean photos for "
                     "every marketplace.")
         if access.mode == "password":
@@ -480,7 +477,8 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
                         gr.File(value=None, visible=False))
             garment = studio.get_garment(chosen_id)
             image = studio.garment_image(chosen_id)
-            overlay = mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
+            overlay = (served.preview(studio.owner_id, chosen_id, mask_overlay(image, studio.garment_mask(chosen_id)),
+                                      "cut-out") if garment["mask_image_url"] else None)
             if garment["status"] == "failed":
                 message = f"**Cut-out failed:** {garment['error_message']}"
             else:
@@ -489,7 +487,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
                            f"**{_category_origin(garment)}**")
             latest = studio.list_generations(chosen_id, limit=1)
             generation = studio.get_generation(latest[0]["id"]) if latest else {"outputs": []}
-            return (chosen_id, thumbnail(image), overlay, garment["category"], garment["detected_color"] or "",
+            return (chosen_id, served.preview(studio.owner_id, chosen_id, thumbnail(image), "photo"), overlay, garment["category"], garment["detected_color"] or "",
                     garment["detected_color_hex"] or None, message, _gallery_items(studio, generation["outputs"]),
                     [o["id"] for o in generation["outputs"]], "", [], gr.File(value=None, visible=False))
 
@@ -541,9 +539,12 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
         def refinement_preview(studio: Studio, chosen_id: str, points: list):
             image = studio.garment_image(chosen_id)
             if points:
-                return mask_overlay(image, studio.preview_refinement(chosen_id, points).mask, points)
-            garment = studio.get_garment(chosen_id)
-            return mask_overlay(image, studio.garment_mask(chosen_id)) if garment["mask_image_url"] else None
+                overlay = mask_overlay(image, studio.preview_refinement(chosen_id, points).mask, points)
+            elif studio.get_garment(chosen_id)["mask_image_url"]:
+                overlay = mask_overlay(image, studio.garment_mask(chosen_id))
+            else:
+                return None
+            return served.preview(studio.owner_id, chosen_id, overlay, "cut-out")
 
         def on_cutout_click(chosen_id: str, points: list, mode: str, event: gr.SelectData, request: gr.Request):
             studio = access.studio_for(request)
@@ -634,21 +635,24 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
             if access.accounts is None or not token_id:
                 raise gr.Error("Choose a token to revoke.")
             access.accounts.revoke_token(studio.owner_id, token_id)
+            access.token_revoked(token_id)
             return token_views(studio)
 
         def on_delete_account(confirm: str, request: gr.Request):
             studio = access.studio_for(request)
             if confirm != "DELETE":
                 raise gr.Error("Type DELETE in the box to confirm.")
-            studio.delete_account()
+            delete_account(access, studio, served)
             gr.Info("Your account and everything in it were deleted.")
-            return _usage_markdown(studio.usage()), "", gr.Dropdown(choices=[], value=None)
+            usage = ("Your account was deleted and you are signed out." if access.accounts
+                     else _usage_markdown(studio.usage()))
+            return usage, "", gr.Dropdown(choices=[], value=None)
 
         def on_delete_garment(chosen_id: str, request: gr.Request):
             studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Open a garment first (select it in the table or the Studio tab).")
-            studio.delete_garment(chosen_id)
+            delete_garment(studio, served, chosen_id)
             gr.Info("The garment and its photos were deleted.")
             return gr.Dropdown(choices=_garment_choices(studio), value=None)
 
@@ -663,7 +667,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
             studio = access.studio_for(request)
             if not chosen_id:
                 raise gr.Error("Choose a garment first.")
-            return gr.File(value=str(studio.export_garment(chosen_id)), visible=True)
+            return gr.File(value=str(export_for_download(studio, served, chosen_id, False)), visible=True)
 
         def on_load_parameters(generation_id: str, request: gr.Request):
             studio = access.studio_for(request)
@@ -813,6 +817,7 @@ def create_demo(studio: Studio, access: Access | None = None) -> gr.Blocks:
             gpu = {"concurrency_id": "gpu", "concurrency_limit": 1} if name in StudioAPI.GPU_ENDPOINTS else {}
             gr.api(explained(getattr(api, name)), api_name=name, **({"concurrency_limit": 4} | gpu))
 
+    demo.launch_defaults = launch_options(studio, access)
     return demo
 
 
@@ -870,49 +875,62 @@ def _wait_with_progress(studio: Studio, generation_id: str, progress: gr.Progres
 
 
 def launch_options(studio: Studio, access: Access | None = None) -> dict[str, Any]:
-    """What `launch()` needs besides host and port: the data directory's files may be served, and with accounts
-    every page, event and API call needs a signed-in user."""
-    options: dict[str, Any] = {"css": CSS, "theme": gr.themes.Soft()}
+    """What `launch()` needs besides host and port: uploads no larger than a photo may be; without accounts the
+    data directory's files may be served; with accounts every page, event, upload and API call needs a signed-in
+    seller, and the sign-in guard (web.sign_in) owns sign-in and sign-out."""
+    options: dict[str, Any] = {"css": CSS, "theme": gr.themes.Soft(), "max_file_size": MAX_UPLOAD_BYTES}
     if access is None or access.accounts is None:
         options["allowed_paths"] = [str(studio.settings.files_dir)]
-    # Otherwise no direct file URLs: a user's files reach them only as copies their own calls return.
-    if access is not None and access.mode == "password":
-        options.update(auth=access.check_sign_in, auth_message="Sign in with your Resell Studio email and password.")
+        return options
+    # No direct file URLs: a seller's files reach them only as copies their own calls return.
+    options["app_kwargs"] = {"middleware": [Middleware(SignInGuard, access=access)]}
+    if access.mode == "password":
+        options.update(auth=refuse_outside_the_guard,
+                       auth_message="Sign in with your Resell Studio email and password (or an API token).")
     return options
 
 
-def serve(settings: Settings, host: str | None = None, port: int | None = None, auth: str = "none") -> None:
+def build(settings: Settings) -> tuple[Studio, StudioBlocks]:
+    """The studio and its app for `settings`, signing sellers in as `settings.auth` says: what every entry point
+    (the CLI, `python app.py`, `gradio app.py`, the module-level `demo`) serves."""
+    check_auth(settings.auth)  # before anything is opened: an unsafe mode never serves
+    studio = Studio.open(settings)
+    try:
+        access = Access(studio, settings.auth)
+        demo = create_demo(studio, access)
+    except BaseException:
+        studio.close()
+        raise
+    demo.queue(default_concurrency_limit=4)
+    if settings.auth == "none" and os.environ.get("SPACE_ID"):
+        log.warning("This Space serves without sign-in (STUDIO_AUTH=none): every visitor shares one studio.")
+    return studio, demo
+
+
+def serve(settings: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serves until interrupted. Without a host or port, Gradio's GRADIO_SERVER_NAME / GRADIO_SERVER_PORT
     (which Spaces set) or 127.0.0.1:7860 are used."""
     host = host or os.environ.get("GRADIO_SERVER_NAME") or DEFAULT_HOST
     port = port or int(os.environ.get("GRADIO_SERVER_PORT") or DEFAULT_PORT)
-    studio = Studio.open(settings)
-    access = Access(studio, auth)
-    demo = create_demo(studio, access)
-    demo.queue(default_concurrency_limit=4)
+    studio, demo = build(settings)
     try:
-        demo.launch(server_name=host, server_port=port, **launch_options(studio, access))
+        demo.launch(server_name=host, server_port=port)
     finally:
         studio.close()
-
-
-def auth_mode_from_env() -> str:
-    """STUDIO_AUTH (none | password | huggingface); STUDIO_ACCOUNTS=1 means password."""
-    if os.environ.get("STUDIO_AUTH"):
-        return os.environ["STUDIO_AUTH"]
-    return "password" if os.environ.get("STUDIO_ACCOUNTS", "").lower() in ("1", "true", "yes") else "none"
 
 
 def __getattr__(name: str) -> Any:
     # `demo` is what Spaces and `gradio app.py` look for; built on first access, not at import.
     if name == "demo":
         global demo
-        studio = Studio.open(Settings.from_env())
-        demo = create_demo(studio, Access(studio, auth_mode_from_env()))
+        _, demo = build(Settings.from_env())
         return demo
     raise AttributeError(name)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
-    serve(Settings.from_env())
+    try:
+        serve(Settings.from_env())
+    except StudioError as error:
+        raise SystemExit(f"resell-studio: error: {error}") from None

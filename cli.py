@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", help="where the database and images live (env STUDIO_DATA_DIR, default ./data)")
     serve.add_argument("--accounts", action="store_true", help="the same as --auth password")
     serve.add_argument("--auth", choices=["none", "password", "huggingface"],
-                       help="none: one local user (default); password: sellers sign in with email and password "
-                            "(or an API token); huggingface: Sign in with Hugging Face on a Space (env STUDIO_AUTH)")
+                       help="none: one local seller, no sign-in (the default off a Space); password: sellers sign "
+                            "in with email and password (or an API token); huggingface: Sign in with Hugging Face "
+                            "(the default on a Space, refused elsewhere). Env STUDIO_AUTH")
     _model_options(serve, backend_flag="--segmentation-backend")
 
     segment = commands.add_parser("segment", help="cut garments out of photos and write their masks")
@@ -116,17 +117,15 @@ DIFFUSION_SETTINGS = ("diffusion_family", "base_model", "controlnet", "ip_adapte
 
 def _settings(args: argparse.Namespace) -> Settings:
     diffusion = {name: getattr(args, name) for name in DIFFUSION_SETTINGS if hasattr(args, name)}
+    auth = getattr(args, "auth", None) or ("password" if getattr(args, "accounts", False) else None)
     return Settings.from_env(getattr(args, "data_dir", None), segmentation_backend=args.segmentation_backend,
-                             sam_model=args.sam_model, category_model=args.category_model, **diffusion)
+                             sam_model=args.sam_model, category_model=args.category_model, auth=auth, **diffusion)
 
 
 def run_serve(args: argparse.Namespace) -> int:
     from app import serve
 
-    from app import auth_mode_from_env
-
-    auth = args.auth or ("password" if args.accounts else auth_mode_from_env())
-    serve(_settings(args), host=args.host, port=args.port, auth=auth)
+    serve(_settings(args), host=args.host, port=args.port)
     return 0
 
 

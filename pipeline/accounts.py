@@ -1,5 +1,6 @@
-"""Seller accounts: email and password (scrypt), API tokens, Hugging Face sign-in, and a limit on failed
-sign-ins. Passwords and tokens are never stored, only their hashes; every check takes constant time."""
+"""Seller accounts: email and password (scrypt), API tokens, Hugging Face sign-in, and limits on failed
+sign-ins per email and per client. Passwords and tokens are never stored, only their hashes; every check takes
+constant time."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import re
 import secrets
 import threading
 import time
-from collections import defaultdict, deque
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 
 from pipeline.errors import InputError, NotFoundError
 from pipeline.plans import PLANS
@@ -20,10 +22,14 @@ from storage.database import bindable_text
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 MIN_PASSWORD_LENGTH = 10
 TOKEN_PREFIX = "rs_"
-FAILED_SIGN_INS_ALLOWED = 5
+FAILED_SIGN_INS_ALLOWED = 5  # per email, within the window
+FAILED_SIGN_INS_PER_CLIENT = 20  # per client address, whatever emails it tries, within the window
 FAILED_SIGN_IN_WINDOW_S = 15 * 60
+MAX_TRACKED_KEYS = 10_000  # per limiter: its memory stays bounded whatever an attacker sends
+MAX_EMAIL_LENGTH = 254
 HF_EMAIL_DOMAIN = "users.huggingface.co"  # Hugging Face accounts become users named <username>@this
 EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+WRONG_CREDENTIALS = "Incorrect email, password or token."
 
 
 def hash_password(password: str) -> str:
@@ -48,11 +54,105 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+@dataclass
+class _Attempts:
+    failures: deque[float] = field(default_factory=deque)
+    in_flight: int = 0
+
+
+class AttemptLimiter:
+    """At most `allowed` failed attempts per key within `window_s`. An attempt still being checked counts as a
+    failure until it ends, so concurrent guesses cannot slip past the limit. Keys are kept as digests and at most
+    `max_keys` of them, oldest first out, so neither long nor many keys grow memory."""
+
+    def __init__(self, allowed: int, window_s: float, max_keys: int = MAX_TRACKED_KEYS):
+        self.allowed, self.window_s, self.max_keys = allowed, window_s, max_keys
+        self._entries: OrderedDict[bytes, _Attempts] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def begin(self, key: str) -> bool:
+        """Reserves an attempt for `key`; False (nothing reserved) when the key is locked out."""
+        with self._lock:
+            entry = self._entry(_digest(key))
+            if len(entry.failures) + entry.in_flight >= self.allowed:
+                return False
+            entry.in_flight += 1
+            return True
+
+    def end(self, key: str, failed: bool) -> None:
+        with self._lock:
+            digest = _digest(key)
+            entry = self._entries.get(digest)
+            if entry is None:  # evicted while in flight: only possible with max_keys in-flight attempts
+                entry = self._entry(digest)
+            entry.in_flight = max(0, entry.in_flight - 1)
+            if failed:
+                entry.failures.append(time.monotonic())
+
+    def fail(self, key: str) -> None:
+        """Records a failed attempt that needed no reservation (it cost nothing to check)."""
+        with self._lock:
+            self._entry(_digest(key)).failures.append(time.monotonic())
+
+    def retry_after(self, key: str) -> float:
+        """Seconds until `key` may try again (0 when it may now)."""
+        with self._lock:
+            entry = self._entries.get(_digest(key))
+            if entry is None or len(entry.failures) + entry.in_flight < self.allowed or not entry.failures:
+                return 0.0
+            return max(0.0, entry.failures[0] + self.window_s - time.monotonic())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _entry(self, digest: bytes) -> _Attempts:
+        """The entry of `digest`, created if new, with expired failures dropped; marks it most recently used."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            self._make_room()
+            entry = self._entries[digest] = _Attempts()
+        self._entries.move_to_end(digest)
+        self._expire(entry)
+        return entry
+
+    def _expire(self, entry: _Attempts) -> None:
+        oldest_kept = time.monotonic() - self.window_s
+        while entry.failures and entry.failures[0] < oldest_kept:
+            entry.failures.popleft()
+
+    def _make_room(self) -> None:
+        if len(self._entries) < self.max_keys:
+            return
+        for digest, entry in list(self._entries.items()):
+            self._expire(entry)
+            if entry.in_flight == 0 and not entry.failures:
+                del self._entries[digest]
+        while len(self._entries) >= self.max_keys:  # every key still counts: forget the least recently used
+            idle = next((digest for digest, entry in self._entries.items() if entry.in_flight == 0), None)
+            if idle is None:
+                return
+            del self._entries[idle]
+
+
+def _digest(key: str) -> bytes:
+    return hashlib.sha256(bindable_text(key).encode()).digest()[:16]
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """The outcome of a sign-in: the user, and the API token it used (None: a password); or why not."""
+
+    user: dict | None
+    api_token_id: str | None = None
+    refusal: str = ""
+    locked_out: bool = False  # too many failures: the caller should wait, not retype
+
+
 class Accounts:
     def __init__(self, database: StudioDatabase):
         self.database = database
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+        self.email_attempts = AttemptLimiter(FAILED_SIGN_INS_ALLOWED, FAILED_SIGN_IN_WINDOW_S)
+        self.client_attempts = AttemptLimiter(FAILED_SIGN_INS_PER_CLIENT, FAILED_SIGN_IN_WINDOW_S)
 
     def sign_up(self, email: str, password: str, plan: str = "free") -> dict:
         email = normalise_email(email)
@@ -64,24 +164,44 @@ class Accounts:
             raise InputError(f"An account for {email} exists already; sign in instead.")
         return _public_user(self.database.create_user(email, hash_password(password), plan))
 
-    def authenticate(self, email: str, secret: str) -> dict | None:
-        """The user whose password or live API token `secret` is, or None. After too many failures for one
-        email, refuses everything for that email until the window has passed."""
-        key = (email or "").strip().lower()
-        if self._locked_out(key):
-            return None
-        user = self.database.find_user_by_email(key)
-        secret = secret or ""
+    def sign_in(self, email: str, secret: str, client: str = "") -> SignIn:
+        """Checks a password or an API token for `email`. A live API token always works (it cannot be guessed, so
+        it is never locked out); passwords are limited per email and per `client` (the caller's address). Slow
+        (scrypt): call it off any event loop."""
+        key, secret = bindable_text(email).strip().lower(), secret if isinstance(secret, str) else ""
         if secret.startswith(TOKEN_PREFIX):
-            owner = self.database.user_for_token_hash(hash_token(secret))
-            accepted = owner is not None and user is not None and owner["id"] == user["id"]
-        else:  # an unknown email costs the same scrypt as a known one
-            stored = user["password_hash"] if user and user["password_hash"] else DUMMY_HASH
-            accepted = verify_password(secret, stored) and user is not None and stored is not DUMMY_HASH
-        if accepted:
-            return _public_user(user)
-        self._record_failure(key)
-        return None
+            return self._sign_in_with_token(key, secret, client)
+        if not self.client_attempts.begin(client):
+            return _locked_out("from your connection", self.client_attempts.retry_after(client))
+        if not self.email_attempts.begin(key):
+            self.client_attempts.end(client, failed=True)
+            return _locked_out("for this email", self.email_attempts.retry_after(key))
+        user = None
+        try:
+            user = self._check_password(key, secret)
+        finally:
+            self.email_attempts.end(key, failed=user is None)
+            self.client_attempts.end(client, failed=user is None)
+        return SignIn(user) if user else SignIn(None, refusal=WRONG_CREDENTIALS)
+
+    def authenticate(self, email: str, secret: str, client: str = "") -> dict | None:
+        """The user whose password or live API token `secret` is, or None."""
+        return self.sign_in(email, secret, client).user
+
+    def _check_password(self, key: str, password: str) -> dict | None:
+        user = self.database.find_user_by_email(key) if len(key) <= MAX_EMAIL_LENGTH else None
+        # an unknown email costs the same scrypt as a known one
+        stored = user["password_hash"] if user and user["password_hash"] else DUMMY_HASH
+        accepted = verify_password(password, stored) and user is not None and stored is not DUMMY_HASH
+        return _public_user(user) if accepted else None
+
+    def _sign_in_with_token(self, key: str, token: str, client: str) -> SignIn:
+        found = self.database.use_api_token(hash_token(token))
+        user = self.database.find_user_by_email(key) if found else None
+        if found and user and found["user_id"] == user["id"]:
+            return SignIn(_public_user(user), api_token_id=found["id"])
+        self.client_attempts.fail(client)  # a wrong token never locks the seller's email
+        return SignIn(None, refusal=WRONG_CREDENTIALS)
 
     def user_for_hugging_face(self, username: str) -> dict:
         """The user row of a Hugging Face account, created on first sign-in."""
@@ -104,21 +224,15 @@ class Accounts:
         except RecordNotFound:
             raise NotFoundError(f"No live API token with id {token_id!r}.") from None
 
-    def _locked_out(self, key: str) -> bool:
-        with self._lock:
-            failures = self._failures[key]
-            while failures and failures[0] < time.monotonic() - FAILED_SIGN_IN_WINDOW_S:
-                failures.popleft()
-            return len(failures) >= FAILED_SIGN_INS_ALLOWED
 
-    def _record_failure(self, key: str) -> None:
-        with self._lock:
-            self._failures[key].append(time.monotonic())
+def _locked_out(whom: str, retry_after_s: float) -> SignIn:
+    minutes = max(1, round(retry_after_s / 60))
+    return SignIn(None, refusal=f"Too many failed sign-ins {whom}; try again in {minutes} min.", locked_out=True)
 
 
 def normalise_email(email: str) -> str:
     email = (email or "").strip().lower()
-    if not EMAIL_PATTERN.match(email) or len(email) > 254:
+    if not EMAIL_PATTERN.match(email) or len(email) > MAX_EMAIL_LENGTH:
         raise InputError(f"{email!r} is not an email address.")
     return email
 

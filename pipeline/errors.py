@@ -28,6 +28,11 @@ class QuotaExceededError(StudioError):
     """A plan limit would be passed; the message says which limit, what is used, and when it resets."""
 
 
+class SettingsError(StudioError):
+    """The studio's settings cannot be used as they are (an unknown or unsafe sign-in mode, ...); the message says
+    what to set instead. The studio refuses to start rather than serve unsafely."""
+
+
 class StorageError(StudioError):
     """The data directory could not be written (disk full, read-only, no permission); what was being saved was
     not kept, and the studio goes on serving once the disk is fixed."""

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.errors import SettingsError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_CARDS_DIR = REPO_ROOT / "model_cards"
 DEFAULT_DATA_DIR = Path("data")
@@ -35,11 +37,14 @@ class Settings:
     diffusion_device: str | None = None  # None: CUDA, else Apple MPS, else CPU
     cpu_offload: bool = False
     vae_tiling: bool = False
+    auth: str = "none"  # none | password | huggingface: see resolve_auth
+
 
     @classmethod
     def from_env(cls, data_dir: str | os.PathLike | None = None, *, segmentation_backend: str | None = None,
                  sam_model: str | None = None, category_backend: str | None = None,
-                 category_model: str | None = None, **diffusion: str | bool | None) -> "Settings":
+                 category_model: str | None = None, auth: str | None = None,
+                 **diffusion: str | bool | None) -> "Settings":
         """Explicit arguments win over environment variables (STUDIO_*), which win over the defaults."""
         env = os.environ.get
         chosen = data_dir or env("STUDIO_DATA_DIR") or DEFAULT_DATA_DIR
@@ -51,6 +56,7 @@ class Settings:
             sam_model=sam_model or env("STUDIO_SAM_MODEL") or None,
             category_backend=category_backend or env("STUDIO_CATEGORY_BACKEND") or "auto",
             category_model=category_model or env("STUDIO_CATEGORY_MODEL") or None,
+            auth=resolve_auth(auth),
             **_diffusion_settings(diffusion),
         )
 
@@ -61,6 +67,46 @@ class Settings:
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+
+AUTH_MODES = ("none", "password", "huggingface")
+TRUE_WORDS = ("1", "true", "yes")
+
+
+def resolve_auth(explicit: str | None = None) -> str:
+    """How sellers sign in, the same for every entry point (the CLI, `python app.py`, `gradio app.py`, the
+    module-level `demo`): `explicit` (the CLI's --auth / --accounts), else STUDIO_AUTH, else STUDIO_ACCOUNTS=1
+    (password), else `huggingface` on a Space and `none` elsewhere. On a Space `none` is only ever what its owner
+    asked for by name. Serving checks the result (`check_auth`); commands that do not serve ignore it."""
+    env = os.environ.get
+    if explicit or env("STUDIO_AUTH"):
+        return (explicit or env("STUDIO_AUTH") or "").strip().lower()
+    if (env("STUDIO_ACCOUNTS") or "").lower() in TRUE_WORDS:
+        return "password"
+    return "huggingface" if env("SPACE_ID") else "none"
+
+
+def check_auth(mode: str) -> None:
+    """Refuses a sign-in mode that would not keep sellers apart here: an unknown one, and `huggingface` off a
+    Space, where Gradio signs every visitor in as the owner of the machine's HF token."""
+    if mode not in AUTH_MODES:
+        raise SettingsError(f"Unknown sign-in mode {mode!r} (STUDIO_AUTH or --auth); choose one of "
+                            f"{', '.join(AUTH_MODES)}.")
+    if mode == "huggingface" and not on_a_space():
+        raise SettingsError(
+            "Sign in with Hugging Face works only on a Hugging Face Space: elsewhere Gradio signs every visitor in "
+            "as the owner of this machine's HF token, so all of them would share one studio. Use --auth password "
+            "(STUDIO_AUTH=password) here, with accounts made by `resell-studio users add`.")
+    if mode == "huggingface" and not os.environ.get("OAUTH_CLIENT_ID"):
+        raise SettingsError(
+            "This Space has no Hugging Face sign-in: add `hf_oauth: true` to the front matter of its README.md, or "
+            "set STUDIO_AUTH=password (accounts with email and password), or STUDIO_AUTH=none to let every visitor "
+            "share one studio.")
+
+
+def on_a_space() -> bool:
+    """Running on a Hugging Face Space, as Gradio decides it (which also picks its real or its mock OAuth)."""
+    return os.environ.get("SYSTEM") == "spaces" and bool(os.environ.get("SPACE_ID"))
 
 
 DIFFUSION_ENV = {
@@ -84,7 +130,7 @@ def _diffusion_settings(explicit: dict) -> dict:
         if value is None:
             value = os.environ.get(variable) or None
             if name in FLAGS:
-                value = (value or "").lower() in ("1", "true", "yes")
+                value = (value or "").lower() in TRUE_WORDS
         if value is not None:
             values[name] = value
     return values

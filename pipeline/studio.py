@@ -36,6 +36,7 @@ from pipeline.errors import (
 from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
 from pipeline.disclosure import encode_with_disclosure
 from pipeline.gpu import on_gpu
+from pipeline.hub import display_source, redact_paths
 from pipeline.generation import (
     FILE_FORMATS,
     GhostBackend,
@@ -56,7 +57,7 @@ from pipeline.segmentation import Segmentation, describe_segmentation_backend, g
 from pipeline.settings import Settings
 from pipeline.weights import unavailable_reason
 from storage import FileStore, RecordNotFound, StudioDatabase
-from storage.database import LOCAL_USER_EMAIL, bindable_text
+from storage.database import LOCAL_USER_EMAIL, GenerationLimitReached, GenerationLimits, bindable_text
 from storage.backup import BackupScheduler, backup_settings_from_env, restore_if_empty
 from storage.locks import DataDirLock, this_worker, worker_alive
 
@@ -155,11 +156,13 @@ class Studio:
     def _describe_generation_backends(self) -> str:
         models = self.diffusion_models()
         reason = self._diffusion_unavailable_reason()
-        state = f"unavailable: {reason}" if reason else f"available ({models.family}: {models.base_model})"
+        shown = display_source(models.base_model)
+        state = f"unavailable: {reason}" if reason else f"available ({models.family}: {shown})"
         return f"Ghost photos: available (no weights needed). On-model photos: {state}"
 
     def _describe_category_backend(self) -> str:
-        backend, model = self.settings.category_backend, resolve_category_model(self.settings.category_model)
+        backend = self.settings.category_backend
+        model = display_source(resolve_category_model(self.settings.category_model))
         if backend == "heuristic":
             return "Category: shape heuristic (chosen in the settings)."
         if backend == "clip":
@@ -367,22 +370,29 @@ class Studio:
                              _names(marketplaces, "marketplaces", "ebay"))
         parameters = {"outputs": spec_parameters(specs), "background": parse_background(background),
                       "file_format": parse_file_format(str(file_format))}
-        self._check_generation_quota(specs, options if model["backend"] != self.ghost_backend.name else None)
-        if model["backend"] == self.ghost_backend.name:
-            generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
-                                                         parameters=parameters)
-            lane = "cpu"
-        else:
-            generation = self._create_on_model_generation(garment, model_id, parameters, options or OnModelOptions(),
-                                                          rerun_of)
-            lane = "gpu"
+        self._check_output_limits(specs, options if model["backend"] != self.ghost_backend.name else None)
+        plan = self.plan()
+        limits = GenerationLimits(since=day_start().isoformat(), per_day=plan.generations_per_day,
+                                  concurrent=plan.concurrent_jobs)
+        try:
+            if model["backend"] == self.ghost_backend.name:
+                generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
+                                                             parameters=parameters, limits=limits)
+                lane = "cpu"
+            else:
+                generation = self._create_on_model_generation(garment, model_id, parameters,
+                                                              options or OnModelOptions(), rerun_of, limits)
+                lane = "gpu"
+        except GenerationLimitReached as reached:
+            raise _generation_quota_error(plan, reached) from None
         self._submit(generation["id"], lane)
         if wait:
             self.runner.wait(generation["id"], timeout)
         return self.get_generation(generation["id"])
 
     def _create_on_model_generation(self, garment: dict[str, Any], model_id: str, parameters: dict[str, Any],
-                                    options: OnModelOptions, rerun_of: str | None) -> dict[str, Any]:
+                                    options: OnModelOptions, rerun_of: str | None,
+                                    limits: GenerationLimits) -> dict[str, Any]:
         models = self.diffusion_models()
         card = self._model_card(model_id)
         plan = plan_on_model(card, garment["category"] or "top", garment["detected_color"] or "", options,
@@ -390,7 +400,7 @@ class Studio:
         return self.database.create_generation(
             garment["id"], model_id, "diffusion", parameters={**parameters, **plan.parameters()},
             prompt_used=plan.prompt, negative_prompt=plan.negative_prompt, batch_size=len(plan.seeds),
-            seed=plan.seeds[0], model_ids=asdict(models), rerun_of=rerun_of)
+            seed=plan.seeds[0], model_ids=asdict(models), rerun_of=rerun_of, limits=limits)
 
     def rerun_generation(self, generation_id: str, wait: bool = False, **changes: Any) -> dict[str, Any]:
         """Runs a past generation again with exactly its stored parameters (seeds included), except `changes`
@@ -550,18 +560,9 @@ class Studio:
                 f"Your {plan.name} plan stores up to {plan.storage_mb} MB and you use {used / MEGABYTE:.0f} MB; "
                 f"delete garments you no longer need to make room.{upgrade_hint(plan)}")
 
-    def _check_generation_quota(self, specs: Sequence[OutputSpec], options: OnModelOptions | None) -> None:
+    def _check_output_limits(self, specs: Sequence[OutputSpec], options: OnModelOptions | None) -> None:
+        """The plan's limits on sizes and batch; the daily and concurrent limits are checked as the job is stored."""
         plan = self.plan()
-        today = self.database.count_generations_since(self.owner_id, day_start().isoformat())
-        if today >= plan.generations_per_day:
-            raise QuotaExceededError(
-                f"Your {plan.name} plan allows {plan.generations_per_day} generations a day and you have used "
-                f"{today}; it resets at 00:00 UTC, in {resets_in()}.{upgrade_hint(plan)}")
-        active = self.database.count_active_generations(self.owner_id)
-        if active >= plan.concurrent_jobs:
-            raise QuotaExceededError(
-                f"Your {plan.name} plan runs {plan.concurrent_jobs} jobs at once and {active} are queued or "
-                f"running; wait for one to finish.{upgrade_hint(plan)}")
         for spec in specs:
             if spec.width and max(spec.width, spec.height) > plan.max_long_side:
                 raise QuotaExceededError(
@@ -577,6 +578,17 @@ class Studio:
             raise QuotaExceededError(
                 f"Your {plan.name} plan allows {plan.max_long_side} px on the long side, not "
                 f"{max(options.width or 0, options.height or 0)}.{upgrade_hint(plan)}")
+
+    def stored_files(self, garment_id: str | None = None) -> list[Path]:
+        """The files stored for one garment (its photo, cut-out and outputs), or for everything of the seller."""
+        if garment_id is None:
+            relative = self.database.owner_files(self.owner_id)
+        else:
+            garment = self._garment(garment_id)
+            relative = [garment["original_image_url"], garment["mask_image_url"]] + [
+                output["image_url"] for generation in self.database.list_generations(self.owner_id, garment_id, 500)
+                for output in self.database.list_outputs(generation["id"])]
+        return [self.files.path(url) for url in relative if url]
 
     def delete_garment(self, garment_id: str) -> dict[str, Any]:
         """Deletes the garment, its generations and outputs, and every file of them."""
@@ -620,9 +632,10 @@ class Studio:
             raise NotFoundError(f"The file of output {output_id} is missing from the data directory.")
         return path, self.database.record_download(output_id)
 
-    def export_garment(self, garment_id: str, favorites_only: bool = False) -> Path:
-        """A zip of the garment's photos for a listing: the real cut-outs (ghost shots) first, then the generated
-        ones, each named by its order, model and shape. Every file in it counts as downloaded."""
+    def export_garment(self, garment_id: str, favorites_only: bool = False, folder: Path | None = None) -> Path:
+        """A zip of the garment's photos for a listing, written into `folder` (default: a new temporary folder,
+        which the caller removes): the real cut-outs (ghost shots) first, then the generated ones, each named by
+        its order, model and shape. Every file in it counts as downloaded."""
         garment = self._garment(garment_id)
         outputs = []
         for generation in self.database.list_generations(self.owner_id, garment_id, limit=500):
@@ -634,7 +647,7 @@ class Studio:
                              + (" and star the ones you want." if favorites_only else "."))
         outputs.sort(key=lambda pair: (pair[1]["is_ai_generated"], pair[1]["created_at"], pair[1]["image_index"]))
         stem = Path(garment["original_filename"] or "garment").stem[:40] or "garment"
-        target = Path(tempfile.mkdtemp(prefix="resell-export-")) / f"{stem}-photos.zip"
+        target = Path(folder or tempfile.mkdtemp(prefix="resell-export-")) / f"{stem}-photos.zip"
         with zipfile.ZipFile(target, "w") as archive:
             for number, (model_id, output) in enumerate(outputs, start=1):
                 shape = output["marketplace"] or output["aspect_ratio"].replace(":", "x")
@@ -724,6 +737,16 @@ class Studio:
         return {key: value for key, value in generation.items() if key != "worker"}  # the server's host and pid
 
 
+def _generation_quota_error(plan: Plan, reached: GenerationLimitReached) -> QuotaExceededError:
+    if reached.limit == "per_day":
+        return QuotaExceededError(
+            f"Your {plan.name} plan allows {plan.generations_per_day} generations a day and you have used "
+            f"{reached.used}; it resets at 00:00 UTC, in {resets_in()}.{upgrade_hint(plan)}")
+    return QuotaExceededError(
+        f"Your {plan.name} plan runs {plan.concurrent_jobs} jobs at once and {reached.used} are queued or "
+        f"running; wait for one to finish.{upgrade_hint(plan)}")
+
+
 def _encode_mask(mask: np.ndarray) -> bytes:
     # 1-bit PNG: a binary mask loses nothing, and encoding a 12-megapixel one takes ~30 ms instead of ~200 ms.
     ok, encoded = cv2.imencode(".png", mask, [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_BILEVEL, 1])
@@ -771,4 +794,4 @@ def _names(values: Any, what: str, example: str) -> list[str]:
 
 
 def _unexpected(error: BaseException) -> str:
-    return f"Unexpected error ({type(error).__name__}: {error}). The job was not saved; try again."
+    return f"Unexpected error ({type(error).__name__}: {redact_paths(str(error))}). The job was not saved; try again."

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from pipeline.errors import StorageError, storage_error
-from storage.schema import migrations
+from storage.schema import account_key, migrations, usage_cutoff
 
 LOCAL_USER_EMAIL = "local@resell.studio"
 # A seller's starred outputs, newest first: the Favourites listing.
@@ -38,6 +39,24 @@ class RecordNotFound(KeyError):
         super().__init__(f"{table}:{record_id}")
         self.table = table
         self.record_id = record_id
+
+
+@dataclass(frozen=True)
+class GenerationLimits:
+    """What an account may start: `per_day` generations created since `since`, and `concurrent` jobs pending or
+    running at once."""
+    since: str
+    per_day: int
+    concurrent: int
+
+
+class GenerationLimitReached(Exception):
+    """A generation was refused: `limit` ("per_day" or "concurrent") is reached, with `used` counted."""
+
+    def __init__(self, limit: str, used: int):
+        super().__init__(f"{limit} limit reached ({used} used)")
+        self.limit = limit
+        self.used = used
 
 
 def bindable_text(value: Any) -> str:
@@ -64,6 +83,24 @@ def _decode(row: dict[str, Any] | None) -> dict[str, Any] | None:
 def _encode(values: dict[str, Any]) -> dict[str, Any]:
     return {key: json.dumps(value) if key in JSON_COLUMNS and not isinstance(value, str) else value
             for key, value in values.items()}
+
+
+@contextmanager
+def _immediate(db: Database) -> Iterator[None]:
+    """sqlite-utils' `atomic()`, but beginning with BEGIN IMMEDIATE. Its plain BEGIN takes the write lock only at
+    the first write: another process could write between this transaction's reads and its writes, and SQLite does
+    not wait (busy_timeout) to turn a read into a write, failing at once with "database is locked"."""
+    if db.conn.in_transaction:  # nested: atomic() makes it a savepoint of the outer transaction
+        with db.atomic():
+            yield
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        db.rollback()
+        raise
 
 
 class StudioDatabase:
@@ -108,12 +145,13 @@ class StudioDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:
-        """A write transaction: all of it is stored, or none of it. A full or read-only disk raises StorageError
-        (rolled back, so the connection stays usable once the disk is fixed)."""
+        """A write transaction: all of it is stored, or none of it. It holds SQLite's write lock from the start,
+        so nothing (another thread or process) writes between what it reads and what it writes. A full or
+        read-only disk raises StorageError (rolled back, so the connection stays usable once the disk is fixed)."""
         with self._write_lock:
             db = self.db
             try:
-                with db.atomic():
+                with _immediate(db):
                     yield db
             except sqlite3.OperationalError as error:
                 translated = storage_error(error)
@@ -220,13 +258,31 @@ class StudioDatabase:
 
     def user_for_token_hash(self, token_hash: str) -> dict[str, Any] | None:
         """The owner of a live (not revoked) token, noting its use."""
+        token = self.use_api_token(token_hash)
+        return self.get_user(token["user_id"]) if token else None
+
+    def use_api_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The `id` and `user_id` of a live (not revoked) token, noting its use; None for any other."""
         with self.transaction() as db:
-            rows = list(db.query("SELECT id, user_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
-                                 [token_hash]))
-            if not rows:
-                return None
-            db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", [utc_now(), rows[0]["id"]])
-        return self.get_user(rows[0]["user_id"])
+            token = self.live_api_token(token_hash)
+            if token:
+                db.execute("UPDATE api_tokens SET last_used_at = ? WHERE id = ?", [utc_now(), token["id"]])
+        return token
+
+    def live_api_token(self, token_hash: str) -> dict[str, Any] | None:
+        """The `id` and `user_id` of a live (not revoked) token, or None; reads only."""
+        row = self.db.execute("SELECT id, user_id FROM api_tokens WHERE token_hash = ? AND revoked_at IS NULL",
+                              [token_hash]).fetchone()
+        return {"id": row[0], "user_id": row[1]} if row else None
+
+    def credential_is_live(self, user_id: str, api_token_id: str | None) -> bool:
+        """Whether the user still exists and, when a session was opened with an API token, that token is live."""
+        if api_token_id is None:
+            sql, params = "SELECT 1 FROM users WHERE id = ?", [user_id]
+        else:
+            sql = "SELECT 1 FROM api_tokens WHERE id = ? AND user_id = ? AND revoked_at IS NULL"
+            params = [api_token_id, user_id]
+        return self.db.execute(sql, params).fetchone() is not None
 
     @staticmethod
     def _public_token(row: dict[str, Any]) -> dict[str, Any]:
@@ -332,7 +388,11 @@ class StudioDatabase:
     def create_generation(self, garment_id: str, target_model_id: str, backend: str, *,
                           parameters: dict[str, Any], prompt_used: str | None = None,
                           negative_prompt: str | None = None, batch_size: int = 1, seed: int | None = None,
-                          model_ids: dict[str, Any] | None = None, rerun_of: str | None = None) -> dict[str, Any]:
+                          model_ids: dict[str, Any] | None = None, rerun_of: str | None = None,
+                          limits: GenerationLimits | None = None) -> dict[str, Any]:
+        """A pending generation, recorded in the usage ledger. With `limits`, counting what the owner used and
+        storing the job are one transaction, so simultaneous calls cannot pass a limit; raises
+        GenerationLimitReached (storing nothing) when one is reached."""
         generation_id = new_id()
         with self.transaction() as db:
             db["generations"].insert(_encode({
@@ -349,8 +409,39 @@ class StudioDatabase:
                 "model_ids": model_ids or {},
                 "rerun_of": rerun_of,
                 "created_at": utc_now(),
-            }))
+            }))  # first, so that a missing garment fails on the foreign key
+            owner_id, email = db.execute(
+                "SELECT users.id, users.email FROM garments JOIN users ON users.id = garments.owner_id "
+                "WHERE garments.id = ?", [garment_id]).fetchone()
+            if limits is not None:
+                self._check_limits(db, owner_id, account_key(email), limits)
+            self._record_usage(db, account_key(email), generation_id)
         return self.get_generation(generation_id)
+
+    def _check_limits(self, db: Database, owner_id: str, key: str, limits: GenerationLimits) -> None:
+        used = self._usage_since(db, key, limits.since)
+        if used >= limits.per_day:
+            raise GenerationLimitReached("per_day", used)
+        active = self._active_generations(db, owner_id) - 1  # not the one being created
+        if active >= limits.concurrent:
+            raise GenerationLimitReached("concurrent", active)
+
+    @staticmethod
+    def _record_usage(db: Database, key: str, generation_id: str) -> None:
+        db.execute("DELETE FROM usage_events WHERE created_at < ?", [usage_cutoff()])
+        db["usage_events"].insert({"id": new_id(), "account_key": key, "kind": "generation",
+                                   "generation_id": generation_id, "created_at": utc_now()})
+
+    @staticmethod
+    def _usage_since(db: Database, key: str, since: str) -> int:
+        return db.execute("SELECT count(*) FROM usage_events WHERE account_key = ? AND created_at >= ?",
+                          [key, since]).fetchone()[0]
+
+    @staticmethod
+    def _active_generations(db: Database, owner_id: str) -> int:
+        return db.execute(
+            "SELECT count(*) FROM generations JOIN garments ON garments.id = generations.garment_id "
+            "WHERE garments.owner_id = ? AND generations.status IN ('pending', 'processing')", [owner_id]).fetchone()[0]
 
     def get_generation(self, generation_id: str) -> dict[str, Any]:
         return self._get("generations", generation_id)
@@ -367,14 +458,12 @@ class StudioDatabase:
         return [_decode(row) for row in self.db.query(sql, params + [limit, offset])]
 
     def count_generations_since(self, owner_id: str, since: str) -> int:
-        return self.db.execute(
-            "SELECT count(*) FROM generations JOIN garments ON garments.id = generations.garment_id "
-            "WHERE garments.owner_id = ? AND generations.created_at >= ?", [owner_id, since]).fetchone()[0]
+        """Generations created since `since` by the owner's email, from the usage ledger: those of deleted
+        garments, and of a deleted account with the same email, still count."""
+        return self._usage_since(self.db, account_key(self.get_user(owner_id)["email"]), since)
 
     def count_active_generations(self, owner_id: str) -> int:
-        return self.db.execute(
-            "SELECT count(*) FROM generations JOIN garments ON garments.id = generations.garment_id "
-            "WHERE garments.owner_id = ? AND generations.status IN ('pending', 'processing')", [owner_id]).fetchone()[0]
+        return self._active_generations(self.db, owner_id)
 
     def generations_with_status(self, *statuses: str) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in statuses)

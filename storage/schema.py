@@ -1,10 +1,15 @@
 """The database schema, created and upgraded by sqlite-utils `Migrations`.
 
-Tables follow the seed's data model (users, garments, generations, output_images, virtual_models).
+Tables follow the seed's data model (users, garments, generations, output_images, virtual_models), with API tokens
+and a usage ledger (usage_events) that the daily quota counts.
 Enum columns are checked by the database itself, from the tuples below.
 """
 
 from __future__ import annotations
+
+import hashlib
+import uuid
+from datetime import datetime, timedelta, timezone
 
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -159,3 +164,44 @@ def m005_output_owner_and_file_sizes(db: Database) -> None:
     db.execute("CREATE INDEX output_images_by_owner ON output_images (owner_id, file_bytes)")
     # Which process runs a job ("host:pid"), so recovery fails only the jobs of processes that are gone.
     db.execute("ALTER TABLE generations ADD COLUMN worker TEXT")
+
+
+USAGE_KINDS = ("generation",)
+USAGE_KEPT_DAYS = 2  # more than the UTC day the quota counts; older rows are purged, so the ledger is no history
+
+
+def account_key(email: str) -> str:
+    """Who used the studio, in the usage ledger: the same for every account made with this email, which itself
+    is not kept."""
+    return hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+
+
+def usage_cutoff() -> str:
+    """Ledger rows created before this are purged."""
+    oldest = datetime.now(timezone.utc) - timedelta(days=USAGE_KEPT_DAYS)
+    return oldest.isoformat(timespec="milliseconds")
+
+
+@migrations()
+def m006_usage_ledger(db: Database) -> None:
+    """A ledger of what each account used, which deleting garments or the account does not erase, so the daily
+    quota cannot be won back that way. Rows name the account by a hash of its email and the generation by its id,
+    with no foreign key; generations of the last two days are copied in."""
+    db.execute(f"""
+        CREATE TABLE usage_events (
+            id TEXT PRIMARY KEY,
+            account_key TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT 'generation' {_one_of("kind", USAGE_KINDS)},
+            generation_id TEXT,
+            created_at TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX usage_events_by_account ON usage_events (account_key, created_at)")
+    db.execute("CREATE INDEX usage_events_by_time ON usage_events (created_at)")  # for the purge
+    recent = db.execute(
+        "SELECT generations.id, generations.created_at, users.email FROM generations "
+        "JOIN garments ON garments.id = generations.garment_id JOIN users ON users.id = garments.owner_id "
+        "WHERE generations.created_at >= ?", [usage_cutoff()]).fetchall()
+    db["usage_events"].insert_all(
+        {"id": uuid.uuid4().hex, "account_key": account_key(email), "kind": "generation",
+         "generation_id": generation_id, "created_at": created_at}
+        for generation_id, created_at, email in recent)

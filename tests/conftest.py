@@ -85,3 +85,18 @@ def diffusion_studio(settings: Settings, tiny_diffusion):
     studio = Studio.open(tiny_diffusion_settings(settings, tiny_diffusion))
     yield studio
     studio.close()
+
+
+@pytest.fixture
+def as_if_on_a_space(monkeypatch):
+    """Gradio's real OAuth routes, as a Space with `hf_oauth: true` has them (nothing here calls the Hub)."""
+    from gradio import oauth
+
+    from pipeline import settings as settings_module
+
+    monkeypatch.setattr(oauth, "get_space", lambda: "resell/studio")
+    monkeypatch.setattr(settings_module, "on_a_space", lambda: True)  # as Gradio's check above, for the studio's
+    for name, value in {"OAUTH_CLIENT_ID": "client", "OAUTH_CLIENT_SECRET": "secret",
+                        "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}.items():
+        monkeypatch.setattr(oauth, name, value)
+        monkeypatch.setenv(name, value)

@@ -103,7 +103,7 @@ class FakeRequest:
         self.username = username
 
 
-def test_hugging_face_sign_in_maps_to_a_user_row_and_anonymous_is_refused(studio):
+def test_hugging_face_sign_in_maps_to_a_user_row_and_anonymous_is_refused(studio, as_if_on_a_space):
     import time
 
     import gradio as gr
@@ -118,17 +118,6 @@ def test_hugging_face_sign_in_maps_to_a_user_row_and_anonymous_is_refused(studio
     for anonymous in (FakeRequest(), expired, FakeRequest(username="sellersam@users.huggingface.co"), None):
         with pytest.raises(gr.Error, match="Sign in"):
             access.studio_for(anonymous)
-
-
-@pytest.fixture
-def as_if_on_a_space(monkeypatch):
-    """Gradio's real OAuth routes, as a Space with `hf_oauth: true` has them (nothing here calls the Hub)."""
-    from gradio import oauth
-
-    monkeypatch.setattr(oauth, "get_space", lambda: "resell/studio")
-    for name, value in {"OAUTH_CLIENT_ID": "client", "OAUTH_CLIENT_SECRET": "secret",
-                        "OAUTH_SCOPES": "openid profile", "OPENID_PROVIDER_URL": "https://huggingface.co"}.items():
-        monkeypatch.setattr(oauth, name, value)
 
 
 def test_programs_use_an_api_token_header_on_a_hugging_face_studio(studio, photo_path, as_if_on_a_space):
