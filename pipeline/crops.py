@@ -25,6 +25,13 @@ def crop_to_shape(image: Image.Image, aspect_ratio: str, size: tuple[int, int], 
     return image.crop(window).resize(size, Image.Resampling.LANCZOS)
 
 
+def crop_enlargement(image_size: tuple[int, int], aspect_ratio: str, size: tuple[int, int]) -> float:
+    """How much `crop_to_shape` enlarges the image's pixels to reach `size` (below 1: it reduces them)."""
+    ratio_w, ratio_h = ASPECT_RATIOS[aspect_ratio]
+    width, height = image_size
+    return size[0] / min(width, height * ratio_w / ratio_h)
+
+
 def points_box(points: list[tuple[float, float] | None]) -> Box | None:
     """The box around the points that are there (pose keypoints in pixels), or None."""
     visible = [point for point in points if point is not None]

@@ -8,9 +8,15 @@ The heavy work runs on a copy whose long side is WORK_SIDE pixels:
 4. clean-up: the main component(s), an opening sized to the garment, hanger hooks sticking up above the
    garment removed, enclosed holes filled unless they look like the background.
 The mask is then upsampled and its edge re-thresholded at full size.
+
+The seller's clicks correct a mask (`refine_with_clicks`): each adds or removes the region around it that follows
+colour and stops at edges, never a fixed disc. `stray_regions` points out the parts of a mask not joined to the
+garment, and `main_garment` keeps the garment with what lies close to it.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -370,3 +376,251 @@ def _upscale_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     soft = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
     _, binary = cv2.threshold(soft, 127, 255, cv2.THRESH_BINARY)
     return binary
+
+
+# ---------------------------------------------------------------------------------------------- click refinement
+
+REFINE_WORKING_SIDE = 480
+SEED_RADIUS_FRACTION = 0.015
+SEED_DELTA_E = 15.0
+MIN_SEED_SIGMA = 4.0
+EDGE_MIN = 6.0
+EDGE_FACTOR = 3.0
+EDGE_PERCENTILE = 90.0
+REACH_FRACTION = 0.35
+RIM_PIXELS = 2
+# (edge threshold factor, colour match in sigmas), tried in turn while the region runs away
+STRICTNESS = ((1.0, 3.5), (0.5, 3.0), (0.25, 2.5))
+MAX_REMOVED_SHARE = 0.5
+CUT_APART_SHARE = 0.01
+MIN_MODEL_PIXELS = 50
+COMMON_COLOUR_SHARE = 0.1
+OTHER_KIND_SIGMAS = 3.0
+BAND_KERNEL = np.ones((5, 5), np.uint8)
+
+
+def refine_with_clicks(image: Image.Image, mask: np.ndarray,
+                       points: Sequence[tuple[float, float, int]]) -> np.ndarray:
+    """`mask` (uint8, 255 = garment) after the seller's clicks, in order, as (x, y, label) in photo pixels:
+    a garment click (label 1) adds the region around it, a background click (label 0) removes it. The region
+    follows colour and stops at edges (`_ClickImage.click_region`), so it never spills across the garment's
+    border. Where regions overlap, the later click wins; the clicked pixel always takes the click's label."""
+    if not len(points):
+        return mask.copy()
+    work = _ClickImage(image)
+    current = work.to_small(mask)
+    labels = np.full(current.shape, -1, np.int8)
+    for x, y, label in points:
+        region = work.click_region(x, y, current, garment=bool(label))
+        current[region] = bool(label)
+        labels[region] = label
+    refined = mask.copy()
+    refined[work.to_full(labels == 1)] = 255
+    refined[work.to_full(labels == 0)] = 0
+    for x, y, label in points:
+        refined[min(int(y), mask.shape[0] - 1), min(int(x), mask.shape[1] - 1)] = 255 if label else 0
+    return refined
+
+
+class _ClickImage:
+    """The photo at refinement size: smoothed CIELAB colour and its gradient."""
+
+    def __init__(self, image: Image.Image) -> None:
+        rgb = image.convert("RGB") if image.mode != "RGB" else image
+        self.full_size = image.size
+        small = np.ascontiguousarray(_downscale(rgb, REFINE_WORKING_SIDE))
+        self.scale = small.shape[1] / image.width
+        smooth = cv2.bilateralFilter(small, 5, 30, 5)
+        self.lab = cv2.cvtColor(smooth.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
+        self.gradient = _gradient_magnitude(self.lab)
+
+    def to_small(self, mask: np.ndarray) -> np.ndarray:
+        return cv2.resize(mask, self.lab.shape[1::-1], interpolation=cv2.INTER_AREA) >= 128
+
+    def to_full(self, region: np.ndarray) -> np.ndarray:
+        if region.shape[::-1] == self.full_size:
+            return region
+        soft = cv2.resize(region.astype(np.uint8) * 255, self.full_size, interpolation=cv2.INTER_LINEAR)
+        return soft >= 128
+
+    def click_region(self, x: float, y: float, current: np.ndarray, garment: bool) -> np.ndarray:
+        """What a click at photo pixel (x, y) sets in the mask so far (`current`, bool; refinement size),
+        given the click's kind: the pixels of the region joined to the click whose colour matches the click's
+        side of any edge, without crossing an edge stronger than the texture there. A region whose change runs
+        away (`_runs_away`) found no edge that bounds it: it is grown again, stricter, and at worst kept to the
+        click's close surroundings. Pixels whose colour is common in the other kind stay as they were (a white
+        sheet's colour in the white stripes of a shirt), except in a part not joined to the garment."""
+        height, width = current.shape
+        cx, cy = min(int(x * self.scale), width - 1), min(int(y * self.scale), height - 1)
+        # With no cut-out at all, a garment click says where the whole garment is.
+        reach = max(4, round(REACH_FRACTION * max(height, width))) if current.any() else max(height, width)
+        window = (slice(max(0, cy - reach), cy + reach + 1), slice(max(0, cx - reach), cx + reach + 1))
+        seed = (cy - window[0].start, cx - window[1].start)
+        radius = max(2, round(SEED_RADIUS_FRACTION * max(height, width)))
+        near = cv2.circle(np.zeros(current.shape, np.uint8), (cx, cy), radius, 1, thickness=-1) > 0
+        lab, gradient = self.lab[window], self.gradient[window]
+        distance, edge = _seed_model(lab, gradient, near[window], seed)
+        frame = _frame(window, current.shape, photo_edges=garment)
+        changeable, detached = _changeable(current, (cy, cx), garment)
+        region = np.zeros(current.shape, bool)
+        for edge_factor, sigmas in STRICTNESS:
+            region[window] = _grow(distance < sigmas, gradient < edge * edge_factor, seed)
+            region &= changeable | (current == garment)
+            if not _runs_away(region & changeable, current, garment, window, frame):
+                break
+        else:
+            region &= near
+        change = region & changeable
+        if not detached:  # a part off the garment goes whatever its colour
+            change &= ~(self._like_other_kind(current, change, garment) & ~near)
+        # With the region's pixels just around it, so that at full size the change reaches its true edge.
+        return change | (region & (cv2.dilate(change.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0))
+
+    def _like_other_kind(self, current: np.ndarray, change: np.ndarray, garment: bool) -> np.ndarray:
+        """Which pixels of `change` have a colour that makes up a good share of the other kind: the background
+        for a garment click, the rest of the garment for a background click (both away from the mask's edge)."""
+        like = np.zeros(current.shape, bool)
+        mask = current.astype(np.uint8)
+        kernel = np.ones((5, 5), np.uint8)
+        other = (cv2.dilate(mask, kernel) == 0) if garment else (cv2.erode(mask, kernel) > 0)
+        samples = self.lab[other & ~change]
+        if not change.any() or len(samples) < MIN_MODEL_PIXELS:
+            return like
+        means, inverses, shares = _fit_border_model(samples)
+        common = shares >= COMMON_COLOUR_SHARE
+        flat = self.lab[change]
+        distance = np.stack([_mahalanobis(flat, mean, inverse)
+                             for mean, inverse in zip(means[common], inverses[common])]).min(axis=0)
+        like[change] = distance < OTHER_KIND_SIGMAS
+        return like
+
+
+def _changeable(mask: np.ndarray, point: tuple[int, int], garment: bool) -> tuple[np.ndarray, bool]:
+    """The pixels a click at `point` may change: the background for a garment click, the garment for a
+    background click, and for a background click on a part not joined to the main garment only that part;
+    and whether it is such a part."""
+    if garment or not mask[point]:
+        return mask != garment, False
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if labels[point] == 1 + int(stats[1:, cv2.CC_STAT_AREA].argmax()):
+        return mask.copy(), False
+    return labels == labels[point], True
+
+
+def _runs_away(change: np.ndarray, current: np.ndarray, garment: bool, window: tuple[slice, slice],
+               frame: np.ndarray) -> bool:
+    """Whether a click's change to the mask found no edge to bound it: it reaches out of the click's window (a
+    garment click's also the photo's edge: the floor goes on there, a garment seldom does), or a background
+    click's would take half the garment or cut it in pieces. A thin band along the border (the cut-out a pixel
+    or two off) may run on."""
+    core = cv2.morphologyEx(change[window].astype(np.uint8), cv2.MORPH_OPEN, BAND_KERNEL) > 0
+    if (core & frame).any():
+        return True
+    if garment:
+        return False
+    return np.count_nonzero(change) > MAX_REMOVED_SHARE * np.count_nonzero(current) or _cuts_apart(current, change)
+
+
+def _cuts_apart(mask: np.ndarray, removed: np.ndarray) -> bool:
+    """Whether taking `removed` out of `mask` detaches more than a speck from its main part (the navy stripes
+    of a shirt whose white stripes went)."""
+    return _detached_area(mask & ~removed) - _detached_area(mask) > CUT_APART_SHARE * np.count_nonzero(mask)
+
+
+def _detached_area(mask: np.ndarray) -> int:
+    _, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    return int(areas.sum() - areas.max()) if len(areas) else 0
+
+
+def _gradient_magnitude(lab: np.ndarray) -> np.ndarray:
+    """Colour change per pixel (CIELAB units), from the Sobel derivatives of each channel."""
+    squared = np.zeros(lab.shape[:2], np.float32)
+    for channel in cv2.split(lab):
+        dx = cv2.Sobel(channel, cv2.CV_32F, 1, 0, ksize=3) / 8
+        dy = cv2.Sobel(channel, cv2.CV_32F, 0, 1, ksize=3) / 8
+        squared += dx * dx + dy * dy
+    return np.sqrt(squared)
+
+
+def _seed_model(lab: np.ndarray, gradient: np.ndarray, near: np.ndarray,
+                seed: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Each pixel's colour distance (in sigmas) to the pixels around the click, and the gradient that counts as
+    an edge there. Only the surrounding pixels close in colour to the clicked one count, so a click beside the
+    border models its own side; their spread lets shading and texture match and sets the edge strength."""
+    side = near & (np.linalg.norm(lab - lab[seed], axis=2) < SEED_DELTA_E)
+    samples = lab[side].astype(np.float64)
+    covariance = np.cov(samples, rowvar=False) if len(samples) > 3 else np.zeros((3, 3))
+    inverse = np.linalg.inv(covariance + np.eye(3) * MIN_SEED_SIGMA**2).astype(np.float32)
+    distance = _mahalanobis(lab.reshape(-1, 3), samples.mean(axis=0).astype(np.float32), inverse)
+    texture = float(np.percentile(gradient[side], EDGE_PERCENTILE))
+    return distance.reshape(lab.shape[:2]), max(EDGE_MIN, EDGE_FACTOR * texture)
+
+
+def _grow(match: np.ndarray, smooth: np.ndarray, seed: tuple[int, int]) -> np.ndarray:
+    """The matching, edge-free pixels 4-connected to the seed, plus the matching pixels of the edge beside them
+    (the edge's own pixels on the seed's side)."""
+    allowed = match & smooth
+    allowed[seed] = True
+    _, components = cv2.connectedComponents(allowed.astype(np.uint8), connectivity=4)
+    region = components == components[seed]
+    rim = cv2.dilate(region.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=RIM_PIXELS) > 0
+    return region | (rim & match)
+
+
+def _frame(window: tuple[slice, slice], photo_shape: tuple[int, int], photo_edges: bool) -> np.ndarray:
+    """The outermost pixels of the window (bool, window-sized); the sides that are the photo's own edges count
+    only if `photo_edges`."""
+    height, width = photo_shape
+    top, bottom = window[0].start, min(window[0].stop, height)
+    left, right = window[1].start, min(window[1].stop, width)
+    frame = np.zeros((bottom - top, right - left), bool)
+    frame[0] |= photo_edges or top > 0
+    frame[-1] |= photo_edges or bottom < height
+    frame[:, 0] |= photo_edges or left > 0
+    frame[:, -1] |= photo_edges or right < width
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------ detached parts
+
+SPECK_SHARE = 0.001
+ATTACHED_SHARE = 0.01
+ATTACHED_GAP_FRACTION = 0.05
+
+Box = tuple[int, int, int, int]
+
+
+def stray_regions(mask: np.ndarray) -> list[Box]:
+    """Boxes (x0, y0, x1, y1; x1 and y1 exclusive, in mask pixels) around the parts of the mask not joined to
+    the main garment (its largest connected part), largest first. Specks under SPECK_SHARE of the garment's
+    area are left out."""
+    count, _, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return []
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = int(areas.argmax())
+    parts = [label for label in np.argsort(-areas) if label != main and areas[label] >= SPECK_SHARE * areas[main]]
+    return [_box(stats[1 + label]) for label in parts]
+
+
+def main_garment(mask: np.ndarray) -> np.ndarray:
+    """The mask's largest connected part, with the detached parts close to it and big enough to belong to it
+    (a belt, a strap): within ATTACHED_GAP_FRACTION of the garment's size and at least ATTACHED_SHARE of its
+    area. uint8, 255 = garment."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, np.uint8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    main = 1 + int(areas.argmax())
+    gap = max(2, round(ATTACHED_GAP_FRACTION * np.sqrt(areas.max())))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
+    reach = cv2.dilate((labels == main).astype(np.uint8), kernel) > 0
+    near = np.unique(labels[reach])
+    keep = [label for label in near if label and stats[label, cv2.CC_STAT_AREA] >= ATTACHED_SHARE * areas.max()]
+    return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
+
+
+def _box(stat: np.ndarray) -> Box:
+    x, y = int(stat[cv2.CC_STAT_LEFT]), int(stat[cv2.CC_STAT_TOP])
+    return x, y, x + int(stat[cv2.CC_STAT_WIDTH]), y + int(stat[cv2.CC_STAT_HEIGHT])

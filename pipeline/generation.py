@@ -15,12 +15,13 @@ import numpy as np
 from PIL import Image
 
 from pipeline.errors import InputError
-from pipeline.ghost import compose_ghost, natural_long_side
+from pipeline.ghost import compose_ghost, ghost_framing, natural_long_side
 from pipeline.presets import get_marketplace, parse_aspect_ratio, ratio_size
 
 FILE_FORMATS = {"jpeg": ".jpg", "png": ".png"}
 JPEG_QUALITY = 95
 DEFAULT_ASPECT_RATIOS = ("1:1", "4:5", "3:4")
+SOFT_ENLARGEMENT = 1.25  # enlarging a garment's pixels more than this shows: the photo looks soft
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -74,6 +75,7 @@ class RenderedOutput:
     seed: int | None = None
     ai_generated: bool = False
     fidelity: Any = None  # pipeline.fidelity.FidelityScore for generated images
+    enlargement: float = 1.0  # how much the source pixels were scaled up to make this image; 1.0: not enlarged
 
 
 class GhostBackend:
@@ -87,7 +89,9 @@ class GhostBackend:
         for index, spec in enumerate(specs):
             if progress:
                 progress(index / len(specs), f"Composing {spec.marketplace or spec.aspect_ratio}")
-            outputs.append(RenderedOutput(spec, compose_ghost(image, mask, spec.size_for(mask), background)))
+            size = spec.size_for(mask)
+            enlargement = max(1.0, ghost_framing(mask, size)[1])
+            outputs.append(RenderedOutput(spec, compose_ghost(image, mask, size, background), enlargement=enlargement))
         if progress:
             progress(1.0, "Done")
         return outputs
@@ -95,3 +99,18 @@ class GhostBackend:
 
 def spec_parameters(specs: Sequence[OutputSpec]) -> list[dict]:
     return [asdict(spec) for spec in specs]
+
+
+def size_warnings(mask: np.ndarray, specs: Sequence[OutputSpec]) -> list[dict[str, Any]]:
+    """One entry per output size for which the ghost shot enlarges the garment's pixels more than
+    SOFT_ENLARGEMENT: the photo is too small for it and the output will look soft."""
+    warnings = []
+    for spec in specs:
+        width, height = spec.size_for(mask)
+        garment_px, scale = ghost_framing(mask, (width, height))
+        if scale > SOFT_ENLARGEMENT:
+            warnings.append({
+                "size": spec.marketplace or spec.aspect_ratio, "width": width, "height": height,
+                "garment_px": garment_px, "needed_px": round(garment_px * scale), "enlargement": round(scale, 2),
+                "message": f"From a {garment_px} px photo: will look soft at {max(width, height)} px."})
+    return warnings

@@ -3,7 +3,9 @@
 Every garment gets the same framing: its bounding box is scaled to fill FILL of the canvas width or height,
 whichever limits first, and centred, so a seller's whole closet looks consistent. The edge is feathered about
 a pixel at output scale, edge colours are taken from inside the garment (no halo of the floor it lay on), and a
-soft, faint shadow sits slightly below it.
+soft, faint shadow sits slightly below it. A small garment that must be enlarged is resampled with Lanczos on its
+colours premultiplied by the mask, so neither the floor nor Lanczos' ringing leaves a ring at its edge, which
+stays crisp (`ghost_framing` says by how much a garment is enlarged).
 """
 
 from __future__ import annotations
@@ -17,12 +19,14 @@ from pipeline.presets import BACKGROUNDS, parse_background
 
 FILL = 0.82                 # share of the canvas width or height the garment's bounding box fills
 FEATHER_SIGMA = 0.8         # edge softness in output pixels
+MAX_FEATHER_SIGMA = 1.5     # however much a garment is enlarged, its edge stays this crisp
 SHADOW_OPACITY = 0.22       # darkening under the garment's centre
 SHADOW_BLUR = 0.025         # shadow blur sigma, as a share of the garment's longer side
 SHADOW_OFFSET = 0.012       # shadow drop, as a share of the garment's height
 SHADOW_SCALE = 4            # the shadow is blurred at 1/SHADOW_SCALE size: same look, much faster
 _PAD = 4                    # output pixels around the garment kept for feathering
 _SPREAD = 15                # window (px) over which interior colours are spread onto the edge
+_MIN_WEIGHT = 1e-3          # enlarged-mask weight below which a colour is not divided out
 
 
 def compose_ghost(image: Image.Image, mask: np.ndarray, size: tuple[int, int],
@@ -32,7 +36,7 @@ def compose_ghost(image: Image.Image, mask: np.ndarray, size: tuple[int, int],
     width, height = _check_size(size)
     binary = _binary_mask(image, mask)
     x, y, w, h = cv2.boundingRect(binary)
-    scale = FILL * min(width / w, height / h)
+    scale = _fill_scale(w, h, width, height)
 
     pad = int(np.ceil(_PAD / scale))
     box = (max(0, x - pad), max(0, y - pad), min(image.width, x + w + pad), min(image.height, y + h + pad))
@@ -45,8 +49,23 @@ def compose_ghost(image: Image.Image, mask: np.ndarray, size: tuple[int, int],
     canvas = np.empty((height, width, 3), np.uint8)
     canvas[:] = background_rgb
     _apply_shadow(canvas, background_rgb, alpha, left, top, h * scale, max(w, h) * scale)
-    _paste(canvas, _decontaminate(rgb, inner), alpha, left, top)
+    _paste(canvas, _decontaminate(rgb, inner, _spread_window(scale)), alpha, left, top)
     return Image.fromarray(canvas, "RGB")
+
+
+def ghost_framing(mask: np.ndarray, size: tuple[int, int]) -> tuple[int, float]:
+    """The garment's long side in the photo (its mask's bounding box), and the factor `compose_ghost` scales it
+    by for an output of `size`: above 1 the garment's pixels are enlarged."""
+    binary = _as_binary(np.asarray(mask))
+    if not binary.any():
+        raise InputError("The mask is empty: there is no garment to place.")
+    width, height = _check_size(size)
+    _, _, w, h = cv2.boundingRect(binary)
+    return max(w, h), _fill_scale(w, h, width, height)
+
+
+def _fill_scale(w: int, h: int, width: int, height: int) -> float:
+    return FILL * min(width / w, height / h)
 
 
 def natural_long_side(mask: np.ndarray, cap: int = 1600, floor: int = 800) -> int:
@@ -111,24 +130,40 @@ def _garment_at_scale(image: Image.Image, binary: np.ndarray, box: tuple[int, in
         rgb = cv2.resize(np.asarray(reduced), out_size, interpolation=cv2.INTER_AREA)
         coverage = cv2.resize(coverage, out_size, interpolation=cv2.INTER_AREA)
     else:
-        rgb = cv2.resize(np.asarray(image.crop(box).convert("RGB")), out_size, interpolation=cv2.INTER_LANCZOS4)
+        rgb = _enlarge_premultiplied(np.asarray(image.crop(box).convert("RGB")), coverage, out_size)
         # Enlarging: round off the source pixel staircase before it is magnified.
         coverage = cv2.resize(cv2.GaussianBlur(coverage, (0, 0), 0.7), out_size, interpolation=cv2.INTER_LINEAR)
     solid = cv2.threshold(coverage, 127, 1.0, cv2.THRESH_BINARY)[1].astype(np.float32)
     # Eroding one pixel before feathering keeps the blended rim inside the garment, away from the old background.
     solid = cv2.erode(solid, np.ones((3, 3), np.uint8))
-    alpha = cv2.GaussianBlur(solid, (0, 0), max(FEATHER_SIGMA, 0.4 * scale))
+    alpha = cv2.GaussianBlur(solid, (0, 0), min(max(FEATHER_SIGMA, 0.4 * scale), MAX_FEATHER_SIGMA))
     inner = cv2.erode((coverage >= 250).astype(np.uint8), np.ones((3, 3), np.uint8))
     return rgb, alpha, inner
 
 
-def _decontaminate(rgb: np.ndarray, inner: np.ndarray) -> np.ndarray:
+def _enlarge_premultiplied(rgb: np.ndarray, coverage: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
+    """Lanczos enlargement of the colours weighted by the mask, then divided by the enlarged mask: the old
+    background has no weight, so it cannot ring or bleed into the garment's edge as a dark or light halo."""
+    alpha = coverage.astype(np.float32) / 255
+    weighted = cv2.resize(rgb.astype(np.float32) * alpha[..., None], out_size, interpolation=cv2.INTER_LANCZOS4)
+    weight = cv2.resize(alpha, out_size, interpolation=cv2.INTER_LANCZOS4)
+    colour = weighted / np.maximum(weight, _MIN_WEIGHT)[..., None]
+    # Far outside the garment the ratio means nothing (alpha is 0 there); keep it in range.
+    return np.clip(colour + 0.5, 0, 255).astype(np.uint8)
+
+
+def _spread_window(scale: float) -> int:
+    """The spread window grows with enlargement: the rim left outside `inner` is about a source pixel wide."""
+    return max(_SPREAD, 2 * int(np.ceil(2 * scale)) + 1)
+
+
+def _decontaminate(rgb: np.ndarray, inner: np.ndarray, window: int = _SPREAD) -> np.ndarray:
     """Replace colours near the edge, which mix in the old background, with colours spread from the interior."""
-    weight = cv2.blur(inner.astype(np.float32), (_SPREAD, _SPREAD))
+    weight = cv2.blur(inner.astype(np.float32), (window, window))
     edge = (inner == 0) & (weight > 0)
     if not edge.any():
         return rgb
-    spread = cv2.blur((rgb * inner[..., None]).astype(np.float32), (_SPREAD, _SPREAD))
+    spread = cv2.blur((rgb * inner[..., None]).astype(np.float32), (window, window))
     out = rgb.copy()
     out[edge] = np.clip(spread[edge] / weight[edge][:, None] + 0.5, 0, 255).astype(np.uint8)
     return out

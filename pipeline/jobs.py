@@ -9,8 +9,9 @@ function it is given does the state changes.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_futures
 from dataclasses import dataclass
 
 LANES = {"cpu": 2, "gpu": 1}
@@ -101,6 +102,16 @@ class JobRunner:
             future = self._futures.get(job_id)
         if future is not None and not future.cancelled():
             future.result(timeout=timeout)
+
+    def wait_any(self, job_ids: Iterable[str], timeout: float) -> bool:
+        """Waits until one of the jobs among `job_ids` that are queued or running here ends, for at most `timeout`
+        seconds; returns False at once when none of them is."""
+        with self._lock:
+            futures = [self._futures[job_id] for job_id in job_ids if job_id in self._futures]
+        if not futures:
+            return False
+        wait_for_futures(futures, timeout, return_when=FIRST_COMPLETED)
+        return True
 
     def shutdown(self, wait: bool = True) -> None:
         for executor in self._executors.values():

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.category_model import garment_on_white
-from pipeline.crops import crop_to_shape, points_box
+from pipeline.crops import crop_enlargement, crop_to_shape, points_box
 from pipeline.diffusion import DiffusionBackend, DiffusionRequest, validate_request
 from pipeline.errors import InputError
 from pipeline.fidelity import FidelityScore, fidelity_score, garment_region
@@ -133,8 +133,10 @@ def render_on_model(backend: DiffusionBackend, plan: OnModelPlan, image: Image.I
         score = _fidelity(picture, category, plan.keypoints, garment_hex)
         for spec in specs:
             size = (spec.width, spec.height) if spec.width else _window_size(picture.size, spec.aspect_ratio)
+            enlargement = max(1.0, crop_enlargement(picture.size, spec.aspect_ratio, size))
             outputs.append(RenderedOutput(spec=spec, image=crop_to_shape(picture, spec.aspect_ratio, size, focus),
-                                          image_index=index, seed=seed, ai_generated=True, fidelity=score))
+                                          image_index=index, seed=seed, ai_generated=True, fidelity=score,
+                                          enlargement=enlargement))
     return outputs
 
 

@@ -1,6 +1,7 @@
 """Segmentation backends: which one cuts the garment out, and why.
 
-- `classic` needs no weights (`pipeline.cutout`); clicks refine it with grabCut seeded by the points.
+- `classic` needs no weights (`pipeline.cutout`); each click adds or removes the region around it that
+  follows colour and stops at edges.
 - `sam` is Segment Anything through transformers (`pipeline.sam`), loaded once per process.
 - `auto` uses SAM when its weights load and a GPU (CUDA or Apple MPS) is there to run it, otherwise `classic`.
 
@@ -15,19 +16,16 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.cutout import cut_out
+from pipeline.cutout import cut_out, refine_with_clicks
 from pipeline.errors import BackendUnavailableError, InputError, SegmentationError
 from pipeline.hub import display_source
 
 SEGMENTATION_BACKENDS = ("auto", "classic", "sam")
 Point = tuple[float, float, int]  # (x, y, label) in image pixels; label 1 = garment, 0 = background
 
-REFINE_WORKING_SIDE = 480
-CLICK_RADIUS_FRACTION = 0.02
 # A seller fixes a cut-out with a handful of clicks (SAM gains little after ten); fifty leaves room for patient
 # work on lace or fringes, while a scripted flood of points is refused before it costs CPU or database space.
 MAX_CLICKS = 50
@@ -52,14 +50,15 @@ class ClassicSegmenter:
         return Segmentation(mask=self._base_mask(image, cache_key), backend=self.name)
 
     def refine(self, image: Image.Image, points: Sequence[Point], cache_key: str | None = None) -> Segmentation:
-        """grabCut from the automatic cut-out, with a small disk around each click fixed as garment or background."""
+        """The automatic cut-out corrected by the clicks: each adds or removes the region around it that follows
+        colour and stops at edges (`pipeline.cutout.refine_with_clicks`)."""
         if not points:
             return self.segment(image, cache_key)
         try:
             base = self._base_mask(image, cache_key)
         except SegmentationError:  # the clicks alone say where the garment is
             base = np.zeros((image.height, image.width), np.uint8)
-        return Segmentation(mask=_grabcut_with_clicks(image, base, points), backend=self.name)
+        return Segmentation(mask=refine_with_clicks(image, base, points), backend=self.name)
 
     def _base_mask(self, image: Image.Image, cache_key: str | None) -> np.ndarray:
         with self._lock:
@@ -73,43 +72,6 @@ class ClassicSegmenter:
                 while len(self._base_masks) > 8:
                     self._base_masks.popitem(last=False)
         return mask
-
-
-def _grabcut_with_clicks(image: Image.Image, base: np.ndarray, points: Sequence[Point]) -> np.ndarray:
-    scale = min(1.0, REFINE_WORKING_SIDE / max(image.size))
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    pixels = np.asarray(image.resize(size, Image.Resampling.BILINEAR) if scale < 1 else image)
-    pixels = np.ascontiguousarray(pixels[..., ::-1])  # grabCut wants BGR
-    small_base = cv2.resize(base, size, interpolation=cv2.INTER_AREA) >= 128
-    labels = np.where(small_base, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)
-    radius = max(2, round(CLICK_RADIUS_FRACTION * max(size)))
-    reach = small_base.astype(np.uint8)
-    for x, y, label in points:
-        if label:
-            cv2.circle(reach, (int(round(x * scale)), int(round(y * scale))), radius * 4, 1, thickness=-1)
-    # Clicks correct the cut-out near where it is (or near a garment click); far away stays background, so
-    # fixing one edge never lets the mask spill somewhere else.
-    near = cv2.dilate(reach, np.ones((radius * 4 + 1, radius * 4 + 1), np.uint8)) > 0
-    labels[~near] = cv2.GC_BGD
-    for x, y, label in points:
-        centre = (int(round(x * scale)), int(round(y * scale)))
-        cv2.circle(labels, centre, radius, int(cv2.GC_FGD if label else cv2.GC_BGD), thickness=-1)
-    if np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).any() and np.isin(labels, (cv2.GC_BGD, cv2.GC_PR_BGD)).any():
-        background_model, foreground_model = np.zeros((1, 65)), np.zeros((1, 65))
-        cv2.grabCut(pixels, labels, None, background_model, foreground_model, 3, cv2.GC_INIT_WITH_MASK)
-    small = np.isin(labels, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8) * 255
-    full = cv2.resize(cv2.GaussianBlur(small, (3, 3), 0), image.size, interpolation=cv2.INTER_LINEAR)
-    mask = np.where(full >= 128, 255, 0).astype(np.uint8)
-    return enforce_clicks(mask, points, radius / scale)
-
-
-def enforce_clicks(mask: np.ndarray, points: Sequence[Point], radius: float) -> np.ndarray:
-    """Whatever a model decided, the mask is garment around a positive click and background around a negative
-    one: a click always changes the mask where it says."""
-    enforced = mask.copy()
-    for x, y, label in points:
-        cv2.circle(enforced, (int(round(x)), int(round(y))), max(1, int(round(radius))), 255 if label else 0, -1)
-    return enforced
 
 
 def parse_points(points: Sequence[Sequence[float]], size: tuple[int, int]) -> list[Point]:

@@ -7,13 +7,17 @@ take and return plain values (ids, strings, dicts) so the Gradio layer only has 
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import logging
 import tempfile
 import threading
+import time
 import zipfile
 from collections import OrderedDict
-from dataclasses import asdict
-from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +49,14 @@ from pipeline.generation import (
     encode_image,
     parse_file_format,
     plan_outputs,
+    size_warnings,
     spec_parameters,
 )
 from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.plans import MEGABYTE, Plan, day_start, plan_for, resets_in, upgrade_hint
-from pipeline.presets import parse_background
+from pipeline.naming import garment_name, numbered
+from pipeline.presets import MARKETPLACES, MarketplacePreset, get_marketplace, parse_background
+from pipeline.thumbnails import thumbnail_jpeg
 from pipeline.jobs import JobContext, JobRunner
 from pipeline.model_cards import ModelCard, load_model_cards
 from pipeline.on_model import OnModelOptions, OnModelPlan, plan_on_model, render_on_model
@@ -69,6 +76,20 @@ CANCELLED_MESSAGE = "Cancelled."
 ON_CPU_NOTE = "runs on the CPU here, so expect minutes per image"
 MAX_COLOR_NAME_LENGTH = 40
 IMAGE_CACHE_SIZE = 3
+DEFAULT_MARKETPLACES = ("ebay",)
+MAX_CLOSET = 100_000  # garments one closet-wide call looks at
+POLL_SECONDS = 0.5  # how often a closet waiting for a free job slot looks again
+SLOT_WAIT_SECONDS = 600  # how long it waits on jobs started elsewhere before it gives up
+LISTING_COLUMNS = ("garment_id", "name", "category", "color", "color_hex", "files")
+
+
+@dataclass(frozen=True)
+class _JobRequest:
+    """A checked generation request, ready to be queued for any of the seller's garments."""
+    model_id: str
+    on_model: bool
+    parameters: dict[str, Any]
+    options: OnModelOptions
 
 
 class Studio:
@@ -239,6 +260,23 @@ class Studio:
             return self.segment_garment(garment["id"], backend)
         return self._public_garment(garment)
 
+    def upload_garments(self, paths: Sequence[str | Path], filenames: Sequence[str | None] | None = None,
+                        segment: bool = True, backend: str | None = None) -> dict[str, Any]:
+        """Uploads many photos, in order, each as `upload_garment` does. A refused photo does not stop the others:
+        returns {"garments": [garment, ...], "refused": [{"filename", "error"}, ...]}."""
+        paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+        names = [None] * len(paths) if filenames is None else list(filenames)
+        if len(names) != len(paths):
+            raise InputError(f"Give one file name per photo: {len(paths)} photos, {len(names)} names.")
+        self._segmenter(backend)  # an unusable backend refuses the whole batch, not each photo
+        garments, refused = [], []
+        for path, filename in zip(paths, names):
+            try:
+                garments.append(self.upload_garment(path, filename, segment, backend))
+            except StudioError as error:
+                refused.append({"filename": _display_name(filename or Path(path).name), "error": str(error)})
+        return {"garments": garments, "refused": refused}
+
     def segment_garment(self, garment_id: str, backend: str | None = None) -> dict[str, Any]:
         """Cuts the garment out (again) and detects its colour and, unless the seller set it, its category.
 
@@ -293,15 +331,20 @@ class Studio:
             values.update(category=prediction.category, category_source=prediction.backend,
                           category_confidence=round(prediction.confidence, 4))
         encoded_mask = _encode_mask(segmentation.mask)
-        mask_url = self.files.write("masks", encoded_mask, ".png")
+        thumbnail = thumbnail_jpeg(image, segmentation.mask)
+        written = [self.files.write("masks", encoded_mask, ".png")]
         try:
-            updated = self.database.update_garment(garment["id"], mask_image_url=mask_url,
-                                                   mask_bytes=len(encoded_mask), **values)
+            written.append(self.files.write("thumbnails", thumbnail, ".jpg"))
+            updated = self.database.update_garment(
+                garment["id"], mask_image_url=written[0], mask_bytes=len(encoded_mask), thumbnail_url=written[1],
+                thumbnail_bytes=len(thumbnail), **values)
         except BaseException:
-            self.files.delete(mask_url)
+            for url in written:
+                self.files.delete(url)
             raise
-        if garment["mask_image_url"]:
-            self.files.delete(garment["mask_image_url"])
+        for replaced in (garment["mask_image_url"], garment["thumbnail_url"]):
+            if replaced:
+                self.files.delete(replaced)
         return self._public_garment(updated)
 
     def _segmenter(self, backend: str | None, for_refinement: bool = False):
@@ -332,9 +375,35 @@ class Studio:
     def get_garment(self, garment_id: str) -> dict[str, Any]:
         return self._public_garment(self._garment(garment_id))
 
-    def list_garments(self, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+    def list_garments(self, limit: int = 50, offset: int = 0, category: str | None = None,
+                      since: str | None = None) -> list[dict[str, Any]]:
+        """The seller's garments, newest first, a page at a time; only those of `category`, and only those
+        uploaded on or after `since` (an ISO date or time; UTC unless it names its zone), when given."""
         limit, offset = _page(limit, offset)
-        return [self._public_garment(row) for row in self.database.list_garments(self.owner_id, limit, offset)]
+        rows = self.database.list_garments(self.owner_id, limit, offset,
+                                           category=parse_category(category) if category else None,
+                                           since=_utc_iso(since) if since else None)
+        return [self._public_garment(row) for row in rows]
+
+    def garment_thumbnail(self, garment_id: str) -> Path:
+        """The garment's closet thumbnail: its cut-out on white, or the photo while it has no cut-out. Garments
+        stored before thumbnails existed get theirs now."""
+        garment = self._garment(garment_id)
+        if garment["thumbnail_url"] and self.files.exists(garment["thumbnail_url"]):
+            return self.files.path(garment["thumbnail_url"])
+        mask = None
+        if garment["status"] == "segmented" and garment["mask_image_url"]:
+            mask = _decode_mask(self.files.read(garment["mask_image_url"]))
+        thumbnail = thumbnail_jpeg(self._garment_image(garment), mask)
+        url = self.files.write("thumbnails", thumbnail, ".jpg")
+        try:
+            self.database.update_garment(garment_id, thumbnail_url=url, thumbnail_bytes=len(thumbnail))
+        except BaseException:
+            self.files.delete(url)
+            raise
+        if garment["thumbnail_url"]:
+            self.files.delete(garment["thumbnail_url"])
+        return self.files.path(url)
 
     def garment_image(self, garment_id: str) -> Image.Image:
         """The oriented RGB photo."""
@@ -357,11 +426,23 @@ class Studio:
         Ghost models compose the real pixels; persona models run the diffusion pipeline with `options`
         (defaults from the card and the model family). `rerun_of` records which past generation this repeats."""
         garment = self._garment(garment_id)
-        if garment["status"] != "segmented":
-            reason = f" The cut-out failed: {garment['error_message']}" if garment["error_message"] else ""
-            raise InputError(f"This garment has no usable cut-out yet.{reason} Segment it again first.")
+        problem = _cut_out_problem(garment)
+        if problem:
+            raise InputError(problem)
         if rerun_of:
             self._generation(rerun_of)
+        request = self._job_request(model_id, aspect_ratios, marketplaces, background, file_format, options)
+        try:
+            generation_id = self._queue_job(garment, request, rerun_of)
+        except GenerationLimitReached as reached:
+            raise _generation_quota_error(self.plan(), reached) from None
+        if wait:
+            self.runner.wait(generation_id, timeout)
+        return self.get_generation(generation_id)
+
+    def _job_request(self, model_id: str, aspect_ratios: Sequence[str], marketplaces: Sequence[str],
+                     background: str, file_format: str, options: OnModelOptions | None) -> _JobRequest:
+        """Checks the model, the shapes and the plan's limits on sizes and batch, for jobs of any garment."""
         model = self._virtual_model(model_id)
         available, reason = self._model_availability(model)
         if not available:
@@ -370,25 +451,117 @@ class Studio:
                              _names(marketplaces, "marketplaces", "ebay"))
         parameters = {"outputs": spec_parameters(specs), "background": parse_background(background),
                       "file_format": parse_file_format(str(file_format))}
-        self._check_output_limits(specs, options if model["backend"] != self.ghost_backend.name else None)
+        on_model = model["backend"] != self.ghost_backend.name
+        self._check_output_limits(specs, options if on_model else None)
+        return _JobRequest(model_id, on_model, parameters, options or OnModelOptions())
+
+    def _queue_job(self, garment: dict[str, Any], request: _JobRequest, rerun_of: str | None = None) -> str:
+        """Stores the job and queues it; raises GenerationLimitReached (storing nothing) when the plan's daily or
+        concurrent limit refuses it."""
         plan = self.plan()
         limits = GenerationLimits(since=day_start().isoformat(), per_day=plan.generations_per_day,
                                   concurrent=plan.concurrent_jobs)
-        try:
-            if model["backend"] == self.ghost_backend.name:
-                generation = self.database.create_generation(garment_id, model_id, self.ghost_backend.name,
-                                                             parameters=parameters, limits=limits)
-                lane = "cpu"
+        if request.on_model:
+            generation = self._create_on_model_generation(garment, request.model_id, request.parameters,
+                                                          request.options, rerun_of, limits)
+        else:
+            generation = self.database.create_generation(garment["id"], request.model_id, self.ghost_backend.name,
+                                                         parameters=request.parameters, limits=limits)
+        self._submit(generation["id"], "gpu" if request.on_model else "cpu")
+        return generation["id"]
+
+    def generate_closet(self, model_id: str = GHOST_MODEL_ID, marketplaces: Sequence[str] = (),
+                        aspect_ratios: Sequence[str] = (), background: str = "white", file_format: str = "jpeg",
+                        garment_ids: Sequence[str] | None = None, options: OnModelOptions | None = None,
+                        wait: bool = False, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        """One job per garment: those of `garment_ids`, or every cut-out garment of the seller, oldest first.
+
+        Jobs are queued as fast as the plan's concurrent limit allows, waiting for a running one to end when it
+        refuses; once the daily limit refuses, the garments left are skipped with the reason. `progress(done,
+        total)` counts garments whose job ended or that were skipped, as jobs are queued and end. With `wait`,
+        returns once every job has ended. Returns {"jobs": [job, ...], "skipped": [{"garment_id", "reason"}]}."""
+        request = self._job_request(model_id, aspect_ratios, marketplaces, background, file_format, options)
+        garments, skipped = self._closet_garments(garment_ids)
+        total = len(garments) + len(skipped)
+        queued: list[str] = []
+        active: set[str] = set()  # queued jobs not known to have ended
+
+        def report() -> None:
+            active.difference_update(self._ended_generations(active))
+            if progress:
+                progress(len(skipped) + len(queued) - len(active), total)
+
+        for index, garment in enumerate(garments):
+            try:
+                queued.append(self._queue_when_free(garment, request, active))
+                active.add(queued[-1])
+            except QuotaExceededError as error:  # no more jobs today (or no slot comes free): skip the rest
+                skipped.extend({"garment_id": left["id"], "reason": str(error)} for left in garments[index:])
+                break
+            except StudioError as error:
+                skipped.append({"garment_id": garment["id"], "reason": str(error)})
+            report()
+        while wait and active:
+            if not self.runner.wait_any(active, POLL_SECONDS):
+                time.sleep(POLL_SECONDS)  # not run by this runner: the database says when it ends
+            report()
+        report()
+        jobs = []
+        for job_id in queued:
+            try:
+                jobs.append(self.get_generation(job_id))
+            except NotFoundError:  # its garment was deleted meanwhile
+                pass
+        return {"jobs": jobs, "skipped": skipped}
+
+    def _closet_garments(self, garment_ids: Sequence[str] | None) -> tuple[list[dict[str, Any]], list[dict]]:
+        """The garments a closet job runs for, and those given that cannot be (no usable cut-out), with why."""
+        if garment_ids is None:
+            return self.database.list_garments(self.owner_id, MAX_CLOSET, status="segmented", oldest_first=True), []
+        ready, skipped = [], []
+        for garment_id in dict.fromkeys(_names(garment_ids, "garment ids", "3f2a9c...")):
+            garment = self._garment(garment_id)
+            problem = _cut_out_problem(garment)
+            if problem:
+                skipped.append({"garment_id": garment["id"], "reason": problem})
             else:
-                generation = self._create_on_model_generation(garment, model_id, parameters,
-                                                              options or OnModelOptions(), rerun_of, limits)
-                lane = "gpu"
-        except GenerationLimitReached as reached:
-            raise _generation_quota_error(plan, reached) from None
-        self._submit(generation["id"], lane)
-        if wait:
-            self.runner.wait(generation["id"], timeout)
-        return self.get_generation(generation["id"])
+                ready.append(garment)
+        return ready, skipped
+
+    def _queue_when_free(self, garment: dict[str, Any], request: _JobRequest, ours: set[str]) -> str:
+        """Queues the garment's job; while the concurrent limit refuses it, waits for a job to end and tries again.
+        Raises QuotaExceededError when the daily limit refuses it, or when no job slot comes free."""
+        while True:
+            try:
+                return self._queue_job(garment, request)
+            except GenerationLimitReached as reached:
+                if reached.limit == "per_day" or not self._wait_for_a_free_slot(ours):
+                    raise _generation_quota_error(self.plan(), reached) from None
+
+    def _wait_for_a_free_slot(self, ours: set[str]) -> bool:
+        """Blocks until the seller has fewer jobs pending or running than the plan allows, waking when one of
+        `ours` ends; jobs started elsewhere are looked at every POLL_SECONDS, for at most SLOT_WAIT_SECONDS
+        (False when none ended by then)."""
+        deadline = time.monotonic() + SLOT_WAIT_SECONDS
+        while self.database.count_active_generations(self.owner_id) >= self.plan().concurrent_jobs:
+            if self.runner.wait_any(ours, POLL_SECONDS):
+                deadline = time.monotonic() + SLOT_WAIT_SECONDS  # ours are running: they will end
+            elif time.monotonic() >= deadline:
+                return False
+            else:
+                time.sleep(POLL_SECONDS)
+        return True
+
+    def _ended_generations(self, generation_ids: set[str]) -> set[str]:
+        ended = set()
+        for generation_id in generation_ids:
+            try:
+                status = self.database.get_generation(generation_id)["status"]
+            except RecordNotFound:  # its garment was deleted meanwhile
+                status = "failed"
+            if status in ("completed", "failed"):
+                ended.add(generation_id)
+        return ended
 
     def _create_on_model_generation(self, garment: dict[str, Any], model_id: str, parameters: dict[str, Any],
                                     options: OnModelOptions, rerun_of: str | None,
@@ -522,6 +695,7 @@ class Studio:
         return {"image_url": url, "file_bytes": len(encoded), "image_index": output.image_index,
                 "aspect_ratio": output.spec.aspect_ratio, "marketplace": output.spec.marketplace, "width": output.image.width, "height": output.image.height,
                 "seed": output.seed, "is_ai_generated": int(output.ai_generated),
+                "enlargement": round(output.enlargement, 3),
                 "fidelity_delta_e": round(fidelity.delta_e, 2) if fidelity else None,
                 "fidelity_flagged": int(fidelity.flagged) if fidelity else None}
 
@@ -580,12 +754,13 @@ class Studio:
                 f"{max(options.width or 0, options.height or 0)}.{upgrade_hint(plan)}")
 
     def stored_files(self, garment_id: str | None = None) -> list[Path]:
-        """The files stored for one garment (its photo, cut-out and outputs), or for everything of the seller."""
+        """The files stored for one garment (its photo, cut-out, thumbnail and outputs), or for everything of the
+        seller."""
         if garment_id is None:
             relative = self.database.owner_files(self.owner_id)
         else:
             garment = self._garment(garment_id)
-            relative = [garment["original_image_url"], garment["mask_image_url"]] + [
+            relative = [garment["original_image_url"], garment["mask_image_url"], garment["thumbnail_url"]] + [
                 output["image_url"] for generation in self.database.list_generations(self.owner_id, garment_id, 500)
                 for output in self.database.list_outputs(generation["id"])]
         return [self.files.path(url) for url in relative if url]
@@ -657,6 +832,75 @@ class Studio:
         for _, output in outputs:
             self.database.record_download(output["id"])
         return target
+
+    def export_marketplace(self, marketplace: str, garment_ids: Sequence[str] | None = None,
+                           favorites_only: bool = False, folder: Path | None = None) -> Path:
+        """A zip of the photos made for one marketplace, ready for bulk listing, written into `folder` (default: a
+        new temporary folder, which the caller removes). Over `garment_ids`, or every garment with photos for it.
+
+        One folder per garment named after it ("navy-top", "navy-top-2"), its real photos (the ghost shots of its
+        own pixels) before generated ones, at most the marketplace's photo limit, named
+        `<garment>-<marketplace>-<n>`; `listing.csv` at the root lists each garment with its files. Every file
+        in it counts as downloaded."""
+        preset = get_marketplace(marketplace)
+        listings = self._marketplace_listings(preset, garment_ids, favorites_only)
+        if not listings:
+            starred = " and star the ones you want" if favorites_only else ""
+            raise InputError(f"Make photos for {preset.name} first{starred}: choose {preset.name} among the "
+                             "marketplaces and generate.")
+        target = Path(folder or tempfile.mkdtemp(prefix="resell-export-")) / f"{preset.key}-photos.zip"
+        rows = []
+        with zipfile.ZipFile(target, "w") as archive:
+            names = numbered(garment_name(garment) for garment, _ in listings)
+            for name, (garment, outputs) in zip(names, listings):
+                files = [f"{name}-{preset.key}-{number}{Path(output['image_url']).suffix}"
+                         for number, output in enumerate(outputs, start=1)]
+                for file_name, output in zip(files, outputs):
+                    archive.write(self.files.path(output["image_url"]), f"{name}/{file_name}")
+                rows.append([garment["id"], name, garment["category"], garment["detected_color"],
+                             garment["detected_color_hex"], ";".join(files)])
+            archive.writestr("listing.csv", _csv_text(LISTING_COLUMNS, rows))
+        for _, outputs in listings:
+            for output in outputs:
+                self.database.record_download(output["id"])
+        return target
+
+    def _marketplace_listings(self, preset: MarketplacePreset, garment_ids: Sequence[str] | None,
+                              favorites_only: bool) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+        """(garment, its outputs for the marketplace, real photos first, at most `max_photos`) per garment."""
+        by_garment: dict[str, list[dict[str, Any]]] = {}
+        for output in self.database.marketplace_outputs(self.owner_id, preset.key, favorites_only):
+            by_garment.setdefault(output["garment_id"], []).append(output)
+        if garment_ids is None:
+            chosen = list(by_garment)
+        else:
+            chosen = [self._garment(garment_id)["id"]
+                      for garment_id in dict.fromkeys(_names(garment_ids, "garment ids", "3f2a9c..."))]
+        return [(self.database.get_garment(garment_id), by_garment[garment_id][:preset.max_photos])
+                for garment_id in chosen if garment_id in by_garment]
+
+    def size_check(self, garment_id: str, marketplaces: Sequence[str] = (),
+                   aspect_ratios: Sequence[str] = ()) -> list[dict[str, Any]]:
+        """The chosen sizes (all three aspect ratios when none) for which the garment's photo is too small: each
+        with the garment's long side in the photo (`garment_px`), the long side it takes in the output
+        (`needed_px`), the `enlargement` and a `message` for the seller. Empty when every size is sharp."""
+        mask = self.garment_mask(garment_id)
+        specs = plan_outputs(_names(aspect_ratios, "aspect ratios", "4:5"),
+                             _names(marketplaces, "marketplaces", "ebay"))
+        return size_warnings(mask, specs)
+
+    def preferred_marketplaces(self) -> list[str]:
+        """The marketplaces the seller last chose (eBay until they choose)."""
+        stored = self.database.get_user(self.owner_id)["preferred_marketplaces"]
+        if stored is None:
+            return list(DEFAULT_MARKETPLACES)
+        return [key for key in stored if key in MARKETPLACES]
+
+    def set_preferred_marketplaces(self, keys: Sequence[str]) -> list[str]:
+        """Remembers the seller's marketplaces (an empty list is a choice too) and returns them."""
+        chosen = list(dict.fromkeys(get_marketplace(key).key for key in _names(keys, "marketplaces", "ebay")))
+        user = self.database.update_user(self.owner_id, preferred_marketplaces=chosen)
+        return user["preferred_marketplaces"]
 
     def preferred_model_id(self) -> str | None:
         return self.database.get_user(self.owner_id)["preferred_model_id"]
@@ -745,6 +989,39 @@ def _generation_quota_error(plan: Plan, reached: GenerationLimitReached) -> Quot
     return QuotaExceededError(
         f"Your {plan.name} plan runs {plan.concurrent_jobs} jobs at once and {reached.used} are queued or "
         f"running; wait for one to finish.{upgrade_hint(plan)}")
+
+
+def _cut_out_problem(garment: dict[str, Any]) -> str | None:
+    """Why no job can be made from the garment yet, or None."""
+    if garment["status"] == "segmented":
+        return None
+    reason = f" The cut-out failed: {garment['error_message']}" if garment["error_message"] else ""
+    return f"This garment has no usable cut-out yet.{reason} Segment it again first."
+
+
+def _utc_iso(value: str) -> str:
+    """An ISO date or time as the database's UTC timestamps are written; a time without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(str(value).strip())
+    except ValueError:
+        raise InputError(f"Give the date as YYYY-MM-DD (or an ISO time), not {value!r}.") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _csv_text(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(columns)
+    writer.writerows([_csv_cell(value) for value in row] for row in rows)
+    return buffer.getvalue()
+
+
+def _csv_cell(value: Any) -> str:
+    """A cell a spreadsheet shows as text: colour names are typed by sellers, and "=..." would run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
 
 
 def _encode_mask(mask: np.ndarray) -> bytes:

@@ -24,12 +24,15 @@ from pipeline.errors import StorageError, storage_error
 from storage.schema import account_key, migrations, usage_cutoff
 
 LOCAL_USER_EMAIL = "local@resell.studio"
-# A seller's starred outputs, newest first: the Favourites listing.
+# A seller's starred outputs, newest first, each with the garment it shows: the Favourites listing.
 LIST_FAVORITES_SQL = (
-    "SELECT * FROM output_images WHERE owner_id = ? AND is_favorite = 1 ORDER BY created_at DESC LIMIT ?")
+    "SELECT output_images.*, generations.garment_id FROM output_images "
+    "JOIN generations ON generations.id = output_images.generation_id "
+    "WHERE output_images.owner_id = ? AND output_images.is_favorite = 1 "
+    "ORDER BY output_images.created_at DESC LIMIT ?")
 INTERRUPTED_JOB_MESSAGE = "The studio stopped while this job was running. Nothing was saved; run it again."
 
-JSON_COLUMNS = {"style_tags", "parameters", "model_ids", "mask_points"}
+JSON_COLUMNS = {"style_tags", "parameters", "model_ids", "mask_points", "preferred_marketplaces"}
 
 
 class RecordNotFound(KeyError):
@@ -305,9 +308,10 @@ class StudioDatabase:
         return self._owner_files(self.db, user_id)
 
     def storage_bytes(self, user_id: str) -> int:
-        """The bytes of every file the user's rows point at: originals, cut-outs and outputs."""
+        """The bytes of every file the user's rows point at: originals, cut-outs, thumbnails and outputs."""
         return self.db.execute(
-            "SELECT (SELECT coalesce(sum(coalesce(original_bytes, 0) + coalesce(mask_bytes, 0)), 0) FROM garments "
+            "SELECT (SELECT coalesce(sum(coalesce(original_bytes, 0) + coalesce(mask_bytes, 0) "
+            "+ coalesce(thumbnail_bytes, 0)), 0) FROM garments "
             "WHERE owner_id = :owner) + (SELECT coalesce(sum(file_bytes), 0) FROM output_images "
             "WHERE owner_id = :owner)", {"owner": user_id}).fetchone()[0]
 
@@ -318,13 +322,16 @@ class StudioDatabase:
                "WHERE original_bytes IS NULL "
                "UNION ALL SELECT 'garments', id, 'mask_bytes', mask_image_url FROM garments "
                "WHERE mask_bytes IS NULL AND mask_image_url IS NOT NULL "
+               "UNION ALL SELECT 'garments', id, 'thumbnail_bytes', thumbnail_url FROM garments "
+               "WHERE thumbnail_bytes IS NULL AND thumbnail_url IS NOT NULL "
                "UNION ALL SELECT 'output_images', id, 'file_bytes', image_url FROM output_images "
                "WHERE file_bytes IS NULL")
         return [tuple(row) for row in self.db.execute(sql).fetchall()]
 
     def record_file_sizes(self, sizes: Iterable[tuple[str, str, str, int]]) -> None:
         """Stores sizes found by `files_without_size`: (table, row id, size column, bytes)."""
-        allowed = {("garments", "original_bytes"), ("garments", "mask_bytes"), ("output_images", "file_bytes")}
+        allowed = {("garments", "original_bytes"), ("garments", "mask_bytes"), ("garments", "thumbnail_bytes"),
+                   ("output_images", "file_bytes")}
         with self.transaction() as db:
             for table, row_id, column, size in sizes:
                 if (table, column) not in allowed:
@@ -335,6 +342,7 @@ class StudioDatabase:
     def _owner_files(db: Database, user_id: str) -> list[str]:
         sql = ("SELECT original_image_url AS url FROM garments WHERE owner_id = :owner "
                "UNION ALL SELECT mask_image_url FROM garments WHERE owner_id = :owner "
+               "UNION ALL SELECT thumbnail_url FROM garments WHERE owner_id = :owner "
                "UNION ALL SELECT output_images.image_url FROM output_images "
                "JOIN generations ON generations.id = output_images.generation_id "
                "JOIN garments ON garments.id = generations.garment_id WHERE garments.owner_id = :owner")
@@ -369,19 +377,27 @@ class StudioDatabase:
         """Deletes the garment with its generations and outputs; returns the file paths they pointed at."""
         with self.transaction() as db:
             garment = self._get("garments", garment_id)
-            files = [garment["original_image_url"], garment["mask_image_url"]] + [
+            files = [garment["original_image_url"], garment["mask_image_url"], garment["thumbnail_url"]] + [
                 row["image_url"] for row in db.query(
                     "SELECT output_images.image_url FROM output_images JOIN generations "
                     "ON generations.id = output_images.generation_id WHERE generations.garment_id = ?", [garment_id])]
             db.execute("DELETE FROM garments WHERE id = ?", [garment_id])
         return [url for url in files if url]
 
-    def list_garments(self, owner_id: str, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        rows = self.db.query(
-            "SELECT * FROM garments WHERE owner_id = ? ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
-            [owner_id, limit, offset],
-        )
-        return [_decode(row) for row in rows]
+    def list_garments(self, owner_id: str, limit: int = 50, offset: int = 0, *, category: str | None = None,
+                      since: str | None = None, status: str | None = None,
+                      oldest_first: bool = False) -> list[dict[str, Any]]:
+        """The owner's garments, newest first (or oldest first), optionally of one category or status and
+        created at or after `since` (an ISO timestamp in UTC)."""
+        sql, params = "SELECT * FROM garments WHERE owner_id = ?", [owner_id]
+        for column, operator, value in (("category", "=", category), ("status", "=", status),
+                                        ("created_at", ">=", since)):
+            if value is not None:
+                sql += f" AND {column} {operator} ?"
+                params.append(value)
+        order = "ASC" if oldest_first else "DESC"
+        sql += f" ORDER BY created_at {order}, id LIMIT ? OFFSET ?"
+        return [_decode(row) for row in self.db.query(sql, params + [limit, offset])]
 
     # -- generations ---------------------------------------------------------------------------
 
@@ -563,6 +579,20 @@ class StudioDatabase:
     def list_favorites(self, owner_id: str, limit: int = 100) -> list[dict[str, Any]]:
         return [dict(row) for row in self.db.query(LIST_FAVORITES_SQL, [owner_id, limit])]
 
+    def marketplace_outputs(self, owner_id: str, marketplace: str, favorites_only: bool = False
+                            ) -> list[dict[str, Any]]:
+        """The owner's outputs made for `marketplace`, each with its `garment_id`: garments oldest first, and
+        within a garment the real photos (not AI-generated) first, then by age."""
+        favorites = " AND output_images.is_favorite = 1" if favorites_only else ""
+        rows = self.db.query(
+            "SELECT output_images.*, generations.garment_id FROM output_images "
+            "JOIN generations ON generations.id = output_images.generation_id "
+            "JOIN garments ON garments.id = generations.garment_id "
+            f"WHERE output_images.owner_id = ? AND output_images.marketplace = ?{favorites} "
+            "ORDER BY garments.created_at, garments.id, output_images.is_ai_generated, output_images.created_at, "
+            "output_images.generation_id, output_images.image_index", [owner_id, marketplace])
+        return [dict(row) for row in rows]
+
     def query_plan(self, sql: str, params: Sequence[Any] = ()) -> list[str]:
         """SQLite's plan for a query, one line per step (for tests and benchmarks)."""
         return [row[3] for row in self.db.execute("EXPLAIN QUERY PLAN " + sql, list(params)).fetchall()]
@@ -570,5 +600,5 @@ class StudioDatabase:
     def referenced_files(self) -> set[str]:
         """Every file path the database points at."""
         sql = ("SELECT original_image_url AS url FROM garments UNION SELECT mask_image_url FROM garments "
-               "UNION SELECT image_url FROM output_images")
+               "UNION SELECT thumbnail_url FROM garments UNION SELECT image_url FROM output_images")
         return {row["url"] for row in self.db.query(sql) if row["url"]}

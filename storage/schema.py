@@ -205,3 +205,14 @@ def m006_usage_ledger(db: Database) -> None:
         {"id": uuid.uuid4().hex, "account_key": account_key(email), "kind": "generation",
          "generation_id": generation_id, "created_at": created_at}
         for generation_id, created_at, email in recent)
+
+
+@migrations()
+def m007_closet(db: Database) -> None:
+    """For whole closets: the marketplaces each seller last chose (a JSON list; NULL until they choose), a small
+    thumbnail per garment with its size (counted in storage like the cut-out), and how much each output enlarged
+    the garment's pixels (1.0 or NULL: not enlarged), so soft photos can be told apart."""
+    db.execute("ALTER TABLE users ADD COLUMN preferred_marketplaces TEXT")
+    db.execute("ALTER TABLE garments ADD COLUMN thumbnail_url TEXT")
+    db.execute("ALTER TABLE garments ADD COLUMN thumbnail_bytes INTEGER CHECK (thumbnail_bytes >= 0)")
+    db.execute("ALTER TABLE output_images ADD COLUMN enlargement REAL CHECK (enlargement > 0)")

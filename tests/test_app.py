@@ -175,3 +175,42 @@ def test_on_model_generation_through_the_api(diffusion_studio, photo_path):
         assert usage["plan"]["name"] == "free" and usage["generations_today"] == 2
     finally:
         demo.close()
+
+
+def test_a_whole_closet_through_the_api(client, studio, tmp_path):
+    """What the page's "Add photos", "Make photos for the whole closet" and "Zip" do, as a program does them."""
+    import csv
+    import io
+    import zipfile
+
+    from conftest import garment_photo
+
+    paths = []
+    for name, colour, seed in [("navy tee", (31, 42, 68), 0), ("red tee", (170, 30, 40), 1)]:
+        paths.append(tmp_path / f"{name}.jpg")
+        garment_photo(garment_rgb=colour, seed=seed)[0].save(paths[-1], quality=92)
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    closet = client.predict([handle_file(str(p)) for p in [*paths, tmp_path / "notes.jpg"]],
+                            api_name="/upload_garments")
+    assert [g["original_filename"] for g in closet["garments"]] == ["navy tee.jpg", "red tee.jpg"]
+    assert [r["filename"] for r in closet["refused"]] == ["notes.jpg"]
+    assert "JPEG, PNG, WebP or HEIC" in closet["refused"][0]["error"]
+
+    assert client.predict(["vinted", "ebay"], api_name="/set_preferred_marketplaces") == ["vinted", "ebay"]
+    assert studio.preferred_marketplaces() == ["vinted", "ebay"]
+    made = client.predict("ghost_01", ["ebay"], api_name="/generate_closet")
+    assert made["skipped"] == [] and [job["status"] for job in made["jobs"]] == ["completed", "completed"]
+    assert {job["garment_id"] for job in made["jobs"]} == {g["id"] for g in closet["garments"]}
+
+    archive = zipfile.ZipFile(client.predict("ebay", api_name="/export_marketplace"))
+    photos = sorted(name for name in archive.namelist() if name.endswith(".jpg"))
+    names = {g["id"]: f"{g['detected_color']}-{g['category']}" for g in closet["garments"]}
+    assert photos == sorted(f"{name}/{name}-ebay-1.jpg" for name in names.values()), photos
+    rows = list(csv.DictReader(io.StringIO(archive.read("listing.csv").decode())))
+    assert sorted(row["color"] for row in rows) == ["navy", "red"]
+    with pytest.raises(Exception, match="Make photos for Depop first"):
+        client.predict("depop", api_name="/export_marketplace")
+    starred = made["jobs"][0]["outputs"][0]["id"]
+    client.predict(starred, True, api_name="/set_favorite")
+    [favourite] = client.predict(api_name="/list_favorites")
+    assert favourite["id"] == starred and favourite["garment_id"] == made["jobs"][0]["garment_id"]

@@ -146,6 +146,7 @@ def rows(data_dir: Path, sql: str, params=()) -> list[dict]:
 def referenced(data_dir: Path) -> set[str]:
     return {row["url"] for row in rows(data_dir, "SELECT original_image_url AS url FROM garments UNION "
                                                  "SELECT mask_image_url FROM garments UNION "
+                                                 "SELECT thumbnail_url FROM garments UNION "
                                                  "SELECT image_url FROM output_images") if row["url"]}
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import ghost
 from pipeline.errors import InputError
 from pipeline.ghost import FILL, compose_ghost, natural_long_side
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, ratio_size
@@ -141,3 +142,42 @@ def test_accepts_non_rgb_photos_and_boolean_masks():
     image, mask = tee_photo()
     output = compose_ghost(image.convert("RGBA"), mask > 0, (600, 750), "cream")
     assert output.mode == "RGB" and output.size == (600, 750)
+
+
+def small_tee(colour, floor, scale):
+    """A T-shirt only `scale` times the usual size: it must be enlarged several times for a 1600 px output."""
+    return tee_photo(size=(int(560 * scale) + 40, int(520 * scale) + 40), scale=scale, colour=colour, floor=floor)
+
+
+def edge_ring(output: Image.Image, colour, background: str) -> int:
+    """How far (in levels, per channel) any pixel near the garment goes beyond both the garment's colour and the
+    background's: a ring darker or lighter than both. 0 for a clean edge."""
+    pixels = np.asarray(output).astype(int)
+    low = np.minimum(colour, BACKGROUNDS[background])
+    high = np.maximum(colour, BACKGROUNDS[background])
+    garment = (np.linalg.norm(pixels - colour, axis=2) < 60).astype(np.uint8)
+    near = cv2.dilate(garment, np.ones((81, 81), np.uint8)).astype(bool)
+    return int(max((low - pixels)[near].max(), (pixels - high)[near].max(), 0))
+
+
+RING_CASES = [((0, 0, 0), "white"),          # a dark floor would ring darker than both garment and white
+              ((255, 255, 255), "black")]    # a light floor would ring lighter than both garment and black
+
+
+@pytest.mark.parametrize("floor, background", RING_CASES)
+@pytest.mark.parametrize("scale", [0.3, 1.0])  # enlarged about 9.4 and 2.8 times
+def test_an_enlarged_garment_has_no_halo(floor, background, scale, monkeypatch):
+    grey = (128, 128, 128)
+    image, mask = small_tee(grey, floor, scale)
+    assert edge_ring(compose_ghost(image, mask, (1600, 1600), background), grey, background) <= 2
+    # What the old code did: Lanczos on the plain colours, so the floor rang into the garment's edge.
+    monkeypatch.setattr(ghost, "_enlarge_premultiplied",
+                        lambda rgb, coverage, size: cv2.resize(rgb, size, interpolation=cv2.INTER_LANCZOS4))
+    assert edge_ring(compose_ghost(image, mask, (1600, 1600), background), grey, background) >= 8
+
+
+def test_an_enlarged_garment_keeps_a_crisp_edge():
+    image, mask = small_tee((128, 128, 128), (250, 250, 250), 0.3)
+    output = np.asarray(compose_ghost(image, mask, (1600, 1600), "black")).astype(float)
+    row = output[1000, :800, 0] / 128  # across the body's left side; black shows no shadow
+    assert ((row > 0.1) & (row < 0.9)).sum() <= 4  # the old feather, growing with the enlargement, took 13 px

@@ -848,39 +848,42 @@ def ui_handler(studio: Studio, name: str):
 
 
 def test_ui_upload_of_only_refused_files_stores_nothing(studio, tmp_path):
-    on_upload = ui_handler(studio, "on_upload")
+    on_add = ui_handler(studio, "on_add")
     paths = [str(write_case(tmp_path, name)) for name in sorted(REFUSED)]
-    # nothing is raised (an error would put "Error" badges on the upload box and the picker): one warning says
-    # why, once, naming every file, and the upload box is emptied for the next try
+    # nothing is raised (an error would put "Error" badges on the page): each file's refusal is said once, naming
+    # it, and the page says no photo could be used
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
-        picker, cleared = on_upload(paths, None)
-    [message] = [str(w.message) for w in shown if ".jpg: " in str(w.message)]
-    assert message.startswith("No photo could be used.")
+        closet, ids, chosen, note, *_ = on_add(paths, ["ebay"], None)
+    messages = [str(w.message) for w in shown if ".jpg: " in str(w.message)]
+    assert len(messages) == len(REFUSED)
     for name, (_, expected) in REFUSED.items():
-        assert f"{name}.jpg: " in message and expected in message, name
-    assert cleared is None and picker.value is None  # the picker is left as it was
+        [message] = [m for m in messages if m.startswith(f"{name}.jpg: ")]
+        assert expected in message, name
+    assert note == "No photo could be used; see the messages." and chosen == "" and ids == []
     assert state(studio) == ({"garments": 0, "generations": 0, "output_images": 0}, [])
     for nothing in ([], None):
         with warnings.catch_warnings(record=True) as shown:
             warnings.simplefilter("always")
-            assert on_upload(nothing, None)[1] is None
+            on_add(nothing, ["ebay"], None)
         assert [str(w.message) for w in shown] == ["Choose one or more photos first."]
 
 
 def test_ui_upload_keeps_the_good_photos_of_a_mixed_batch(studio, tmp_path, photo_path):
-    on_upload = ui_handler(studio, "on_upload")
+    on_add = ui_handler(studio, "on_add")
     odd = tmp_path / "Ünïcødé 衬衫 👕 a\\b.jpg"
     odd.write_bytes(built("exif-rotated-jpeg"))
     refused = [str(write_case(tmp_path, name)) for name in ("text", "truncated-jpeg", "webp-16383-x-16383")]
     with warnings.catch_warnings(record=True) as shown:
         warnings.simplefilter("always")
-        picker, cleared = on_upload([refused[0], str(photo_path), refused[1], str(odd), refused[2]], None)
+        closet, ids, chosen, note, *_ = on_add([refused[0], str(photo_path), refused[1], str(odd), refused[2]],
+                                               ["ebay"], None)
     warned = [str(w.message) for w in shown if ".jpg: " in str(w.message)]
     assert len(warned) == 3 and "268.4 megapixels" in warned[2]
     garments = studio.list_garments()
-    assert len(garments) == 2 and cleared is None
-    assert picker.value == next(g["id"] for g in garments if g["original_filename"] == "b.jpg")  # the last good one
+    assert len(garments) == 2 and note.startswith("Added 2 garments.")
+    assert chosen == next(g["id"] for g in garments if g["original_filename"] == "navy tee.jpg")  # the first good one
     assert {g["original_filename"] for g in garments} == {"navy tee.jpg", "b.jpg"}
     assert {(g["width"], g["height"]) for g in garments} == {(600, 800), (300, 400)}
+    assert set(ids) == {g["id"] for g in garments}
     assert_nothing_half_stored(studio)

@@ -69,7 +69,8 @@ def test_deleting_a_garment_leaves_nothing(studio, photo_path, settings):
     job = studio.generate(garment["id"], aspect_ratios=["1:1", "4:5"], wait=True)
     studio.generate(kept["id"], aspect_ratios=["1:1"], wait=True)
     kept_files = set(studio.database.owner_files(studio.owner_id)) - {
-        garment["original_image_url"], garment["mask_image_url"], *(o["image_url"] for o in job["outputs"])}
+        garment["original_image_url"], garment["mask_image_url"], garment["thumbnail_url"],
+        *(o["image_url"] for o in job["outputs"])}
     assert studio.delete_garment(garment["id"]) == {"deleted": garment["id"]}
     for call in (lambda: studio.get_garment(garment["id"]), lambda: studio.get_generation(job["id"]),
                  lambda: studio.download(job["outputs"][0]["id"])):

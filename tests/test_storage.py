@@ -54,7 +54,7 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     assert migrations.pending(reopened.db) == []
     assert [m.name for m in migrations.applied(reopened.db)] == [
         "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens",
-        "m005_output_owner_and_file_sizes", "m006_usage_ledger"]
+        "m005_output_owner_and_file_sizes", "m006_usage_ledger", "m007_closet"]
     reopened.close()
 
 
@@ -146,7 +146,8 @@ def test_favorites_downloads_and_ownership(database, garment):
 
 def test_the_favourites_query_uses_indexes(database, garment):
     plan = database.query_plan(LIST_FAVORITES_SQL, ["x", 100])
-    assert plan == ["SEARCH output_images USING INDEX output_images_favorites (owner_id=?)"], plan
+    assert plan == ["SEARCH output_images USING INDEX output_images_favorites (owner_id=?)",
+                    "SEARCH generations USING INDEX sqlite_autoindex_generations_1 (id=?)"], plan
 
 
 def test_writes_from_many_threads(database, garment):

@@ -23,6 +23,7 @@ from PIL import Image
 PREVIEW_QUALITY = 88
 KEEP_WRITTEN_S = 10 * 60  # previews and export zips: Gradio copies them as soon as the handler returns
 DIGESTS_FILE = "served.txt"
+CLOSET = "_closet"  # the folder of files that span a seller's garments (marketplace zips)
 
 
 class ServedFiles:
@@ -46,6 +47,16 @@ class ServedFiles:
         folder = self._folder(owner_id, garment_id, "exports") / uuid.uuid4().hex[:8]
         folder.mkdir()
         return folder
+
+    def named_copy(self, owner_id: str, garment_id: str, source: Path, name: str) -> str:
+        """A copy of `source` named `name`, so the seller's download is saved as `navy-top-ebay-1.jpg`, not as the
+        data directory's id."""
+        self.remove_old_files()
+        folder = self._folder(owner_id, garment_id, "downloads") / uuid.uuid4().hex[:8]
+        folder.mkdir()
+        target = folder / name
+        shutil.copyfile(source, target)
+        return self.served(owner_id, garment_id, target)
 
     def served(self, owner_id: str, garment_id: str, path: Path) -> str:
         """Notes that the file written at `path` (a preview, an export) is handed to Gradio for the garment."""
@@ -75,7 +86,7 @@ class ServedFiles:
 
     def remove_old_files(self) -> None:
         cutoff = time.time() - KEEP_WRITTEN_S
-        for pattern in ("*/*/exports/*", "*/*/previews/*"):
+        for pattern in ("*/*/exports/*", "*/*/previews/*", "*/*/downloads/*"):
             _remove_older_than(self.root.glob(pattern), cutoff)
 
     def _remove_cached(self, digests: set[str]) -> None:

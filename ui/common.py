@@ -1,0 +1,100 @@
+"""What every screen shares: who is calling, the files handed to Gradio, captions, and the page's CSS."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+
+from pipeline.presets import MARKETPLACES
+from pipeline.studio import Studio
+from web.access import Access
+from web.served_files import ServedFiles
+
+PRIVATE = {"api_visibility": "private"}  # UI events are not API endpoints; the API has its own (web/api.py)
+POLL_SECONDS = 0.2
+UNCERTAIN_BELOW = 0.6  # a category less sure than this asks the seller to check it
+
+CSS = """
+.gradio-container {max-width: 1100px !important; margin: 0 auto;}
+.tagline p {color: var(--body-text-color-subdued); margin-top: -6px;}
+.step-title h3 {margin: 6px 0 0;}
+.chips .wrap {gap: 6px;}
+.chips label {border-radius: 999px !important; padding: 4px 14px !important;}
+.check-me {color: #b45309; font-weight: 600;}
+.quiet p, .quiet li {font-size: 0.9em; color: var(--body-text-color-subdued);}
+.danger {border: 1px solid #fca5a5; border-radius: 10px; padding: 8px;}
+#closet .grid-wrap, #results .grid-wrap {max-height: none; min-height: 0 !important; height: auto !important;}
+#closet .caption-label, #results .caption-label {font-size: 0.8em;}
+@media (max-width: 640px) {
+  .gradio-container {padding: 6px !important;}
+  h1 {font-size: 1.4em !important;}
+  .grid-container {grid-template-columns: repeat(3, minmax(0, 1fr)) !important;}
+}
+"""
+
+
+@dataclass
+class UIContext:
+    """What a screen's handlers need: the studio (acting for whoever calls) and the files handed to Gradio."""
+
+    studio: Studio
+    access: Access
+    served: ServedFiles
+
+    def studio_for(self, request: gr.Request) -> Studio:
+        return self.access.studio_for(request)
+
+
+def category_is_uncertain(garment: dict) -> bool:
+    if garment.get("category_source") == "user" or not garment.get("category"):
+        return False
+    confidence = garment.get("category_confidence")
+    return garment.get("category_source") == "heuristic" or confidence is None or confidence < UNCERTAIN_BELOW
+
+
+def garment_caption(garment: dict) -> str:
+    """One line under a closet thumbnail: category and colour, or what went wrong."""
+    if garment["status"] == "failed":
+        return "⚠ cut-out failed: tap to fix"
+    category = (garment.get("category") or "garment").capitalize()
+    check = "?" if category_is_uncertain(garment) else ""  # the review says "please check"
+    return f"{category}{check} · {garment.get('detected_color') or 'colour?'}"
+
+
+def output_caption(output: dict) -> str:
+    star = "★ " if output["is_favorite"] else ""
+    where = MARKETPLACES[output["marketplace"]].name if output["marketplace"] else output["aspect_ratio"]
+    enlarged = output.get("enlargement")
+    notes = [f"enlarged {enlarged:.1f}×" if enlarged and enlarged > 1.25 else "",
+             "⚠ colour may differ from the item" if output.get("fidelity_flagged") else ""]
+    return " · ".join(filter(None, [f"{star}{where}", f"{output['width']}×{output['height']}", *notes]))
+
+
+def output_items(studio: Studio, outputs: list[dict]) -> list[tuple[str, str]]:
+    return [(str(studio.file_path(output["image_url"])), output_caption(output)) for output in outputs]
+
+
+def wait_for_job(studio: Studio, generation_id: str, progress: gr.Progress, number: int, total: int,
+                 label: str = "") -> dict:
+    """Polls a job to its end, moving the page's progress bar."""
+    while True:
+        job = studio.get_generation(generation_id)
+        if job["status"] in ("completed", "failed"):
+            return job
+        progress((number + job["progress"]) / total, desc=f"{label}{job['progress_message']} ({number + 1}/{total})")
+        time.sleep(POLL_SECONDS)
+
+
+def when(date_text: str) -> str:
+    """'27 Nov 16:48' from an ISO timestamp."""
+    try:
+        return time.strftime("%d %b %H:%M", time.strptime(date_text[:16], "%Y-%m-%dT%H:%M"))
+    except ValueError:
+        return date_text[:16]
+
+
+def no_change() -> Any:
+    return gr.skip()

@@ -1,0 +1,170 @@
+"""Review one garment: its cut-out as it will be used, taps to fix it, and its category and colour as chips."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gradio as gr
+
+from pipeline.attributes import CATEGORIES
+from pipeline.cutout import stray_regions
+from pipeline.previews import cutout_preview, preview_scale, thumbnail
+from pipeline.studio import Studio
+from ui.common import PRIVATE, UIContext, category_is_uncertain
+from web.errors import explained
+
+CUTOUT_VIEW, PHOTO_VIEW = "Cut-out", "Photo"
+ADD, REMOVE = "Add to garment", "Remove"
+
+
+@dataclass
+class Review:
+    section: gr.Column
+    view: gr.Radio
+    picture: gr.Image
+    note: gr.Markdown
+    clicks: gr.State
+    category: gr.Radio
+    color_name: gr.Textbox
+    color_hex: gr.ColorPicker
+    show: Callable[..., tuple] = lambda *args: ()  # (studio, garment_id) -> the values of `outputs`
+    edited: list = field(default_factory=list)  # events after which the garment's caption may have changed
+
+    @property
+    def outputs(self) -> list:
+        """What `show` fills, in its order."""
+        return [self.section, self.view, self.picture, self.note, self.clicks, self.category, self.color_name,
+                self.color_hex]
+
+
+def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
+    with gr.Column(visible=False) as section:
+        gr.Markdown("### 2 · Check the cut-out", elem_classes="step-title")
+        with gr.Row():  # side by side on a wide screen, one below the other on a phone
+            with gr.Column(min_width=320):
+                view = gr.Radio([CUTOUT_VIEW, PHOTO_VIEW], value=CUTOUT_VIEW, show_label=False, container=False)
+                picture = gr.Image(label="The cut-out", show_label=False, interactive=False, format="jpeg",
+                                   height=380, buttons=["fullscreen"], elem_id="cutout")
+            with gr.Column(min_width=320):
+                note = gr.Markdown()
+                mode = gr.Radio([ADD, REMOVE], value=REMOVE, label="A tap", elem_classes="chips")
+                with gr.Row():
+                    undo = gr.Button("Undo", size="sm", min_width=80)
+                    reset = gr.Button("Reset to automatic", size="sm", min_width=140)
+                    save_cutout = gr.Button("Save cut-out", size="sm", variant="primary", min_width=100)
+                category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips")
+                with gr.Row(equal_height=True):
+                    color_name = gr.Textbox(label="Colour", scale=3, min_width=150)
+                    color_hex = gr.ColorPicker(label="Shade", scale=1, min_width=70)
+    clicks = gr.State([])
+    review = Review(section, view, picture, note, clicks, category, color_name, color_hex)
+
+    def picture_of(studio: Studio, chosen_id: str, shown: str, points: list) -> str | None:
+        garment = studio.get_garment(chosen_id)
+        image = studio.garment_image(chosen_id)
+        if shown == PHOTO_VIEW or not garment["mask_image_url"]:
+            return ctx.served.preview(studio.owner_id, chosen_id, thumbnail(image), "photo")
+        mask = studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
+        return ctx.served.preview(studio.owner_id, chosen_id, cutout_preview(image, mask, points=points), "cut-out")
+
+    def note_for(studio: Studio, chosen_id: str, points: list) -> str:
+        garment = studio.get_garment(chosen_id)
+        if garment["status"] == "failed":
+            return f"**The cut-out failed:** {garment['error_message']} Tap the garment in *{ADD}* mode."
+        mask = studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
+        strays = len(stray_regions(mask))
+        lines = [f"⚠ **{strays} loose piece{'s' if strays > 1 else ''}** boxed in magenta: tap {'them' if strays > 1 else 'it'}"
+                 f" in *{REMOVE}* mode if not part of the garment." if strays else
+                 "What you see is what goes in your photos. Tap the picture to add or remove a part."]
+        if points:
+            lines.append(f"{len(points)} tap{'s' if len(points) > 1 else ''} not saved yet: **Save cut-out** keeps them.")
+        return "  \n".join(lines)
+
+    def show(studio: Studio, chosen_id: str, shown: str = CUTOUT_VIEW, points: list | None = None) -> tuple:
+        if not chosen_id:
+            return (gr.Column(visible=False), CUTOUT_VIEW, None, "", [], None, "", None)
+        garment = studio.get_garment(chosen_id)
+        points = points or []
+        label = "Category · please check" if category_is_uncertain(garment) else "Category"
+        return (gr.Column(visible=True), shown, picture_of(studio, chosen_id, shown, points),
+                note_for(studio, chosen_id, points), points, gr.Radio(value=garment["category"], label=label),
+                garment["detected_color"] or "", garment["detected_color_hex"] or None)
+
+    review.show = show
+
+    def on_view(chosen_id: str, shown: str, points: list, request: gr.Request):
+        studio = ctx.studio_for(request)
+        return picture_of(studio, chosen_id, shown, points) if chosen_id else None
+
+    def on_tap(chosen_id: str, points: list, tap_mode: str, shown: str, event: gr.SelectData, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id:
+            raise gr.Error("Choose a garment in your closet first.")
+        garment = studio.get_garment(chosen_id)
+        scale = preview_scale((garment["width"], garment["height"]))
+        x = min(event.index[0] / scale, garment["width"] - 1)
+        y = min(event.index[1] / scale, garment["height"] - 1)
+        points = [*points, [round(x, 1), round(y, 1), 1 if tap_mode == ADD else 0]]
+        return (picture_of(studio, chosen_id, CUTOUT_VIEW, points), note_for(studio, chosen_id, points), points,
+                CUTOUT_VIEW)
+
+    def on_undo(chosen_id: str, points: list, request: gr.Request):
+        studio = ctx.studio_for(request)
+        points = points[:-1]
+        if not chosen_id:
+            return None, "", []
+        return picture_of(studio, chosen_id, CUTOUT_VIEW, points), note_for(studio, chosen_id, points), points
+
+    def on_reset(chosen_id: str, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id:
+            raise gr.Error("Choose a garment in your closet first.")
+        garment = studio.segment_garment(chosen_id)
+        if garment["status"] == "failed":
+            gr.Warning(garment["error_message"])
+        else:
+            gr.Info("Back to the automatic cut-out (saved).")
+        return show(studio, chosen_id)
+
+    def on_save_cutout(chosen_id: str, points: list, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id or not points:
+            raise gr.Error("Tap the picture first: a tap adds to or removes from the garment, as chosen above.")
+        studio.refine_garment(chosen_id, points)
+        gr.Info("Cut-out saved.")
+        return show(studio, chosen_id)
+
+    def on_category(chosen_id: str, value: str, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if chosen_id and value:
+            studio.update_garment(chosen_id, category=value)
+        return gr.Radio(label="Category")
+
+    def on_color_name(chosen_id: str, value: str, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id or not value.strip():
+            return gr.skip()
+        garment = studio.update_garment(chosen_id, color_name=value)
+        return garment["detected_color"]
+
+    def on_color_hex(chosen_id: str, value: str, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id or not value:
+            return gr.skip()
+        garment = studio.update_garment(chosen_id, color_hex=value)
+        return garment["detected_color"]
+
+    ui = explained
+    view.input(ui(on_view), [garment_id, view, clicks], picture, **PRIVATE)
+    picture.select(ui(on_tap), [garment_id, clicks, mode, view], [picture, note, clicks, view], **PRIVATE)
+    undo.click(ui(on_undo), [garment_id, clicks], [picture, note, clicks], **PRIVATE)
+    review.edited = [
+        reset.click(ui(on_reset), garment_id, review.outputs, **PRIVATE),
+        save_cutout.click(ui(on_save_cutout), [garment_id, clicks], review.outputs, **PRIVATE),
+        category.input(ui(on_category), [garment_id, category], category, **PRIVATE),
+        color_name.submit(ui(on_color_name), [garment_id, color_name], color_name, **PRIVATE),
+        color_name.blur(ui(on_color_name), [garment_id, color_name], color_name, **PRIVATE),
+        color_hex.input(ui(on_color_hex), [garment_id, color_hex], color_name, **PRIVATE),
+    ]
+    return review
