@@ -175,7 +175,9 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     assert not DEVELOPER_WORDS.search(page.locator("body").inner_text())
     seller.no_wider_than_the_screen()
     seller.shot("02-one-photo-added")
-    seller.tap(page.get_by_role("button", name="Make photos", exact=True))
+    make = page.get_by_role("button", name="Make photos", exact=True)
+    make_photos_y = make.evaluate("button => button.getBoundingClientRect().top + window.scrollY")
+    seller.tap(make)
     results = page.locator("#results")
     expect(results.locator("button.thumbnail-item")).to_have_count(1)
     expect(results.get_by_text(re.compile(r"eBay · 1600×1600")).first).to_be_attached()
@@ -262,8 +264,23 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     expect(page.locator("strong", has_text="background")).to_be_visible()
     seller.no_wider_than_the_screen()
     seller.shot("08-compare-tab")
+
+    # deleting is out of the way and asks first
+    open_tab(page, "Closet")
+    page.get_by_text("Delete a garment").click()
+    page.get_by_label("Garment to delete", exact=True).click()
+    page.get_by_role("option", name=re.compile(r"· green")).click()
+    expect(page.get_by_role("button", name="Yes, delete it for good")).to_have_count(0)
+    page.get_by_role("button", name="Delete this garment…").click()
+    page.get_by_role("button", name="Yes, delete it for good").click()
+    expect(page.locator("#closet-all button.thumbnail-item")).to_have_count(2)
+    assert {g["original_filename"] for g in studio.list_garments()} == {"navy tee.jpg", "red tee.jpg"}
+    open_tab(page, "Studio")
+    expect(page.locator("#closet button.thumbnail-item")).to_have_count(2)
+    seller.shot("09-garment-deleted")
     (ARTIFACTS / f"{size}-measures.json").write_text(json.dumps(
-        {"page_height_px": height, "taps_one_photo_to_ebay_download": single_photo_taps,
+        {"page_height_px": height, "make_photos_button_y_px": round(make_photos_y),
+         "taps_one_photo_to_ebay_download": single_photo_taps,
          "taps_closet_to_ebay_zip": closet_taps}))
 
 

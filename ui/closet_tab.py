@@ -10,7 +10,7 @@ import gradio as gr
 from pipeline.attributes import CATEGORIES
 from pipeline.studio import Studio
 from ui.common import PRIVATE, UIContext, garment_caption, output_items, when
-from ui.studio_tab import StudioTab
+from ui.studio_tab import StudioTab, closet_items
 from web.api import delete_garment
 from web.errors import explained
 
@@ -22,12 +22,14 @@ def build_closet_tab(ctx: UIContext, tab: gr.Tab, tabs: gr.Tabs, studio_tab: Stu
     with gr.Row():
         category = gr.Dropdown([ANY, *CATEGORIES], value=ANY, label="Category", min_width=120)
         period = gr.Dropdown(list(PERIODS), value="any time", label="Added", min_width=120)
-    garments = gr.Gallery(label="Garments (tap one to open it in the Studio)", columns=4, height="auto",
+    gr.Markdown("Tap a garment to open it in the Studio.", elem_classes="quiet")
+    garments = gr.Gallery(label="Garments", show_label=False, columns=4, height="auto",
                           allow_preview=False, format="jpeg", object_fit="contain", fit_columns=False,
                           elem_id="closet-all")
     shown_ids = gr.State([])
     gr.Markdown("### Favourites", elem_classes="step-title")
-    favorites = gr.Gallery(label="Starred photos, from every job", columns=4, height="auto", format="jpeg",
+    gr.Markdown("Starred photos, from every job.", elem_classes="quiet")
+    favorites = gr.Gallery(label="Favourites", show_label=False, columns=4, height="auto", format="jpeg",
                            fit_columns=False, elem_id="favourites")
     with gr.Accordion("Delete a garment", open=False, elem_classes="danger"):
         gr.Markdown("Deleting a garment removes its photo, cut-out and every photo made of it, for good.",
@@ -77,5 +79,14 @@ def build_closet_tab(ctx: UIContext, tab: gr.Tab, tabs: gr.Tabs, studio_tab: Stu
                     [studio_tab.garment_id, tabs, *studio_tab.garment_outputs], **PRIVATE)
     ask.click(ui(on_ask), doomed, confirm, **PRIVATE)
     doomed.input(lambda: gr.Button(visible=False), None, confirm, **PRIVATE)
+    def on_studio_after_delete(request: gr.Request):
+        """The Studio tab's closet without the deleted garment, with the newest garment open."""
+        studio = ctx.studio_for(request)
+        items, ids = closet_items(ctx, studio)
+        chosen = ids[0] if ids else ""
+        return (gr.Gallery(value=items, selected_index=0 if ids else None, visible=bool(items)), ids, chosen,
+                *studio_tab.show_garment(studio, chosen, studio.preferred_marketplaces()))
+
     confirm.click(ui(on_confirm), [doomed, category, period], listing, **PRIVATE).then(
-        lambda: ("", gr.Gallery(value=[])), None, [studio_tab.garment_id, studio_tab.closet], **PRIVATE)
+        ui(on_studio_after_delete), None,
+        [studio_tab.closet, studio_tab.closet_ids, studio_tab.garment_id, *studio_tab.garment_outputs], **PRIVATE)

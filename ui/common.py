@@ -26,8 +26,8 @@ CSS = """
 .check-me {color: #b45309; font-weight: 600;}
 .quiet p, .quiet li {font-size: 0.9em; color: var(--body-text-color-subdued);}
 .danger {border: 1px solid #fca5a5; border-radius: 10px; padding: 8px;}
-#closet .grid-wrap, #results .grid-wrap {max-height: none; min-height: 0 !important; height: auto !important;}
-#closet .caption-label, #results .caption-label {font-size: 0.8em;}
+.grid-wrap {max-height: none; min-height: 0 !important; height: auto !important;}
+.caption-label {font-size: 0.8em;}
 @media (max-width: 640px) {
   .gradio-container {padding: 6px !important;}
   h1 {font-size: 1.4em !important;}

@@ -57,7 +57,8 @@ def build_compare_tab(ctx: UIContext, tab: gr.Tab) -> None:
         for side in ("A", "B"):
             with gr.Column(min_width=160):
                 pickers[side] = gr.Dropdown(label=f"Run {side}", choices=[])
-                galleries[side] = gr.Gallery(label=f"Run {side}", columns=2, height="auto", format="jpeg")
+                galleries[side] = gr.Gallery(label=f"Run {side}", show_label=False, columns=2, height="auto",
+                                             format="jpeg", fit_columns=False)
     table = gr.Markdown()
 
     def on_open(request: gr.Request):
