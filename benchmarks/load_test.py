@@ -212,7 +212,8 @@ def _check_files(settings: Settings, db) -> list[str]:
     """Every file a row points at decodes whole, and every file on disk has a row."""
     referenced = [row["url"] for row in db.query(
         "SELECT image_url AS url FROM output_images UNION ALL SELECT original_image_url FROM garments "
-        "UNION ALL SELECT mask_image_url FROM garments WHERE mask_image_url IS NOT NULL")]
+        "UNION ALL SELECT mask_image_url FROM garments WHERE mask_image_url IS NOT NULL "
+        "UNION ALL SELECT thumbnail_url FROM garments WHERE thumbnail_url IS NOT NULL")]
     problems = []
     for relative in referenced:
         try:
