@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import shutil
-import time
 from pathlib import Path
 
 import pytest
@@ -36,13 +35,22 @@ def clicks(count: int) -> list[list[int]]:
     return [[x + index % 40, y + index % 50, 1] for index in range(count)]
 
 
+class Tripwire(list):
+    """Clicks that fail the test if anything looks at one of them: too many must be refused by their count alone
+    (the old code parsed 200,000 of them first, 8.5 s of CPU)."""
+
+    def __iter__(self):
+        raise AssertionError("per-click work began before the count was checked")
+
+    def __getitem__(self, index):
+        raise AssertionError("per-click work began before the count was checked")
+
+
 @pytest.mark.parametrize("action", ["refine_garment", "preview_refinement"])
 def test_too_many_clicks_are_refused_fast_and_nothing_is_stored(studio, garment, action):
     before = studio.database.get_garment(garment["id"])
-    started = time.monotonic()
     with pytest.raises(InputError) as refused:
-        getattr(studio, action)(garment["id"], clicks(200_000), backend="classic")
-    assert time.monotonic() - started < 1.0  # the old code took 8.5 s
+        getattr(studio, action)(garment["id"], Tripwire(clicks(200_000)), backend="classic")
     assert str(refused.value) == (f"At most {segmentation.MAX_CLICKS} clicks refine a cut-out; you sent 200000. "
                                   "Undo some clicks, or Reset and start again.")
     after = studio.database.get_garment(garment["id"])
