@@ -1,8 +1,10 @@
-"""Quality and speed of the classical garment cut-out (pipeline/cutout.py).
+"""Quality and speed of a garment cut-out: classic (pipeline/cutout.py), u2netp alone (pipeline/u2net.py) or
+fused (pipeline/fusion.py), chosen with --backend.
 
 Usage, from the repository root:
     .venv/bin/python benchmarks/segmentation_quality.py \
-        --product-masks ../shared/data/product-masks --flatlay ../shared/data/flatlay --sheet cutout_sheet.png
+        --product-masks ../shared/data/product-masks --flatlay ../shared/data/flatlay --sheet cutout_sheet.png \
+        --backend fused
 
 Prints one JSON object: IoU against the product-mask ground truth, timing on the flat-lay photos
 (the first --per-class photos of each class folder) and on a synthetic 12-megapixel photo.
@@ -23,8 +25,24 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.cutout import cut_out  # noqa: E402
+from pipeline.cutout import cut_out as classic_cut_out  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
+
+
+def _u2netp(image: Image.Image) -> np.ndarray:
+    from pipeline.u2net import cut_out_u2net
+
+    return cut_out_u2net(image)
+
+
+def _fused(image: Image.Image) -> np.ndarray:
+    from pipeline.fusion import cut_out_fused
+
+    return cut_out_fused(image)
+
+
+BACKENDS = {"classic": classic_cut_out, "u2netp": _u2netp, "fused": _fused}
+cut_out = classic_cut_out
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 TILE = 200
@@ -59,19 +77,21 @@ def truth_mask_path(folder: Path, image_path: Path) -> Path | None:
 
 
 def evaluate_product_masks(folder: Path) -> dict:
-    scores = {}
+    scores, seconds = {}, []
     for path in image_files(folder):
         truth_path = truth_mask_path(folder, path)
         if truth_path is None:
             continue
         truth = np.asarray(Image.open(truth_path).convert("L")) >= 128
-        mask, _ = timed_cut_out(Image.open(path).convert("RGB"))
+        mask, elapsed = timed_cut_out(Image.open(path).convert("RGB"))
+        seconds.append(elapsed)
         scores[path.name] = round(iou(mask, truth), 4)
     values = list(scores.values())
     return {
         "count": len(values),
         "mean_iou": round(float(np.mean(values)), 4) if values else None,
         "min_iou": round(float(np.min(values)), 4) if values else None,
+        "median_seconds": round(float(np.median(seconds)), 4) if seconds else None,
         "per_image_iou": scores,
     }
 
@@ -154,10 +174,16 @@ def main() -> None:
     parser.add_argument("--flatlay", type=Path, required=True, help="folder of class folders of flat-lay photos")
     parser.add_argument("--per-class", type=int, default=6, help="flat-lay photos per class folder")
     parser.add_argument("--sheet", type=Path, help="write a PNG contact sheet of the flat-lay masks here")
+    parser.add_argument("--backend", choices=sorted(BACKENDS), default="classic", help="which cut-out to measure")
+    parser.add_argument("--skip-flatlay", action="store_true", help="only the product masks and the 12 MP photo")
     args = parser.parse_args()
+    global cut_out
+    cut_out = BACKENDS[args.backend]
+    cut_out(synthetic_photo(640, 480))  # loads the model (if any) before anything is timed
     report = {
         "product_masks": evaluate_product_masks(args.product_masks),
-        "flatlay": evaluate_flatlay(args.flatlay, args.per_class, args.sheet),
+        "backend": args.backend,
+        "flatlay": None if args.skip_flatlay else evaluate_flatlay(args.flatlay, args.per_class, args.sheet),
         "synthetic_12mp_seconds": time_large_photo(),
     }
     print(json.dumps(report, indent=2))

@@ -19,7 +19,7 @@ DEFAULT_PORT = 7860
 class Settings:
     data_dir: Path
     model_cards_dir: Path = DEFAULT_MODEL_CARDS_DIR
-    segmentation_backend: str = "auto"  # auto | classic | sam
+    segmentation_backend: str = "auto"  # auto | classic | fused | sam
     sam_model: str | None = None  # Hub id or folder; None: STUDIO_SAM_MODEL or pipeline.sam.DEFAULT_SAM_MODEL
     category_backend: str = "auto"  # auto | clip | heuristic
     category_model: str | None = None  # None: STUDIO_CATEGORY_MODEL or the default fashion CLIP

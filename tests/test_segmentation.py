@@ -45,5 +45,5 @@ def test_sam_asked_for_never_falls_back(tiny_sam_folder):
 
 
 def test_unknown_backend_is_explained():
-    with pytest.raises(InputError, match="auto, classic, sam"):
+    with pytest.raises(InputError, match="auto, classic, fused, sam"):
         get_segmenter("magic")
