@@ -32,6 +32,7 @@ from pipeline import settings as settings_module
 from pipeline.accounts import Accounts, AttemptLimiter
 from pipeline.errors import SettingsError
 from pipeline.settings import Settings
+from web import served_files
 from web.served_files import ServedFiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -367,7 +368,7 @@ def test_deleting_a_garment_or_an_account_leaves_nothing_served(server, tmp_path
         assert not list((access.studio.settings.data_dir / "served").glob(f"*/{garment['id']}"))
 
 
-def test_previews_and_exports_are_removed_with_their_garment_and_in_time(tmp_path):
+def test_previews_and_exports_are_removed_with_their_garment_and_in_time(tmp_path, monkeypatch):
     """The UI's previews (the photo and the cut-out it shows) and export zips: Gradio's copies go with the garment,
     and the studio's own files go once Gradio has copied them."""
     served = ServedFiles(tmp_path / "served", gradio_cache=tmp_path / "gradio")
@@ -378,9 +379,8 @@ def test_previews_and_exports_are_removed_with_their_garment_and_in_time(tmp_pat
     old_zip.write_bytes(b"PK old export")
     served.served("owner", "garment", old_zip)
     zip_copy = Path(save_file_to_cache(old_zip, str(tmp_path / "gradio")))
-    hour_ago = time.time() - 3600
-    for path in (old_zip, folder):  # an hour later
-        os.utime(path, (hour_ago, hour_ago))
+    an_hour_later = time.time() + 3600
+    monkeypatch.setattr(served_files.time, "time", lambda: an_hour_later)
     served.export_folder("owner", "garment")
     assert not old_zip.exists()  # removed once old, but its digest is remembered
     served.forget_garment("owner", "garment")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import gradio as gr
 
@@ -95,6 +94,3 @@ def when(date_text: str) -> str:
     except ValueError:
         return date_text[:16]
 
-
-def no_change() -> Any:
-    return gr.skip()

@@ -69,8 +69,8 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
                 file_format = gr.Radio(list(FILE_FORMATS), value="JPEG", label="File type")
             size_note = gr.Markdown(elem_classes="quiet")
             with gr.Row():
-                make_one = gr.Button("Make photos", variant="primary", min_width=120)
-                make_all = gr.Button("Make photos for the whole closet", min_width=200)
+                make_one_button = gr.Button("Make photos", variant="primary", min_width=120)
+                make_all_button = gr.Button("Make photos for the whole closet", min_width=200)
             stop = gr.Button("Stop", variant="stop", size="sm")
             tuning = build_tuning(ctx, look)
         with gr.Column(min_width=320):
@@ -139,35 +139,20 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
         if not markets and not shapes:
             raise gr.Error("Tick at least one marketplace (or a plain shape under Other sizes).")
 
-    def on_make_one(chosen_id: str, look_value: str, markets: list[str], shapes: list[str], fmt: str, prompt: str,
-                    negative: str, batch: int, seed: float, steps: float, guidance: float, ip: float,
-                    control: float, width: float, height: float, pose: str, repeat_of: str, request: gr.Request,
-                    progress=gr.Progress()):
-        studio = ctx.studio_for(request)
-        tuning_values = (prompt, negative, batch, seed, steps, guidance, ip, control, width, height, pose)
+    def make_one(studio: Studio, chosen_id: str, job_inputs: tuple, repeat_of: str, progress: gr.Progress) -> None:
         if not chosen_id:
             raise gr.Error("Add a photo first, or choose a garment in your closet.")
-        check_sizes_chosen(markets, shapes)
-        model_id, background, options = options_for(look_value, tuning_values)
-        job = studio.generate(chosen_id, model_id, shapes, markets, background, FILE_FORMATS.get(fmt, "jpeg"),
-                              options=options, rerun_of=repeat_of or None)
+        model_id, markets, shapes, background, fmt, options = job_inputs
+        job = studio.generate(chosen_id, model_id, shapes, markets, background, fmt, options=options,
+                              rerun_of=repeat_of or None)
         job = wait_for_job(studio, job["id"], progress, 0, 1, "Making photos: ")
         if job["status"] == "failed":
             gr.Warning(f"The photos could not be made: {job['error_message']}")
-        shown = show(studio, chosen_id, markets, shapes)
-        first = shown[3][0] if shown[3] else ""
-        return (*shown, *controls(studio, first), gr.skip())
 
-    def on_make_all(chosen_id: str, look_value: str, markets: list[str], shapes: list[str], fmt: str, prompt: str,
-                    negative: str, batch: int, seed: float, steps: float, guidance: float, ip: float,
-                    control: float, width: float, height: float, pose: str, repeat_of: str, request: gr.Request,
-                    progress=gr.Progress()):
-        studio = ctx.studio_for(request)
-        tuning_values = (prompt, negative, batch, seed, steps, guidance, ip, control, width, height, pose)
-        check_sizes_chosen(markets, shapes)
-        model_id, background, options = options_for(look_value, tuning_values)
-        result = studio.generate_closet(model_id, markets, shapes, background, FILE_FORMATS.get(fmt, "jpeg"),
-                                        options=options, wait=True,
+    def make_closet(studio: Studio, job_inputs: tuple, progress: gr.Progress) -> str:
+        """Photos of every garment; returns the garment of the first job."""
+        model_id, markets, shapes, background, fmt, options = job_inputs
+        result = studio.generate_closet(model_id, markets, shapes, background, fmt, options=options, wait=True,
                                         progress=lambda done, total: progress(done / max(total, 1),
                                                                               desc=f"Photos {done} of {total} garments"))
         failed = [job for job in result["jobs"] if job["status"] == "failed"]
@@ -177,10 +162,31 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
             gr.Warning(skipped["reason"])
         made = len(result["jobs"]) - len(failed)
         gr.Info(f"Photos made for {made} garment{'s' if made != 1 else ''}. Zip them for a marketplace below.")
-        chosen_id = chosen_id or (result["jobs"][0]["garment_id"] if result["jobs"] else "")
-        shown = show(studio, chosen_id, markets, shapes)
-        first = shown[3][0] if shown[3] else ""
-        return (*shown, *controls(studio, first), markets[0] if markets else gr.skip())
+        return result["jobs"][0]["garment_id"] if result["jobs"] else ""
+
+    def make_handler(whole_closet: bool):
+        """The click handler of "Make photos" (this garment) or "Make photos for the whole closet"."""
+
+        def on_make(chosen_id: str, look_value: str, markets: list[str], shapes: list[str], fmt: str, prompt: str,
+                    negative: str, batch: int, seed: float, steps: float, guidance: float, ip: float,
+                    control: float, width: float, height: float, pose: str, repeat_of: str, request: gr.Request,
+                    progress=gr.Progress()):
+            studio = ctx.studio_for(request)
+            check_sizes_chosen(markets, shapes)
+            model_id, background, options = options_for(
+                look_value, (prompt, negative, batch, seed, steps, guidance, ip, control, width, height, pose))
+            job_inputs = (model_id, markets, shapes, background, FILE_FORMATS.get(fmt, "jpeg"), options)
+            if whole_closet:
+                first_made = make_closet(studio, job_inputs, progress)
+                chosen_id = chosen_id or first_made
+            else:
+                make_one(studio, chosen_id, job_inputs, repeat_of, progress)
+            shown = show(studio, chosen_id, markets, shapes)
+            first = shown[3][0] if shown[3] else ""
+            zip_for = markets[0] if whole_closet and markets else gr.skip()
+            return (*shown, *controls(studio, first), zip_for)
+
+        return on_make
 
     def on_stop(request: gr.Request):
         studio = ctx.studio_for(request)
@@ -227,8 +233,10 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
     inputs = [garment_id, look, marketplaces, ratios, file_format, *tuning.fields, tuning.rerun_of]
     made_outputs = [*photos.outputs, *control_outputs, zip_market]
     photos.made = [
-        make_one.click(ui(on_make_one), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1, **PRIVATE),
-        make_all.click(ui(on_make_all), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1, **PRIVATE),
+        make_one_button.click(ui(make_handler(False)), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1,
+                              **PRIVATE),
+        make_all_button.click(ui(make_handler(True)), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1,
+                              **PRIVATE),
     ]
     stop.click(ui(on_stop), None, None, queue=False, **PRIVATE)
     results.select(ui(on_select), output_ids, control_outputs, **PRIVATE)

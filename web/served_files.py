@@ -9,6 +9,7 @@ stored files: its upload, cut-out and photos), then the folder itself.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import time
@@ -22,6 +23,7 @@ from PIL import Image
 
 PREVIEW_QUALITY = 88
 KEEP_WRITTEN_S = 10 * 60  # previews and export zips: Gradio copies them as soon as the handler returns
+SWEEP_EVERY_S = 60
 DIGESTS_FILE = "served.txt"
 CLOSET = "_closet"  # the folder of files that span a seller's garments (marketplace zips)
 
@@ -31,6 +33,7 @@ class ServedFiles:
         self.root = root
         self.gradio_cache = Path(gradio_cache or get_upload_folder())
         self._lock = threading.Lock()
+        self._last_sweep = 0.0
 
     def preview(self, owner_id: str, garment_id: str, image: Image.Image, name: str) -> str:
         """`image` as a JPEG file to show for the garment; its earlier previews, copied by Gradio long since, go."""
@@ -49,14 +52,18 @@ class ServedFiles:
         return folder
 
     def named_copy(self, owner_id: str, garment_id: str, source: Path, name: str) -> str:
-        """A copy of `source` named `name`, so the seller's download is saved as `navy-top-ebay-1.jpg`, not as the
-        data directory's id."""
+        """`source` under the name `name`, so the seller's download is saved as `navy-top-ebay-1.jpg`, not as the
+        data directory's id. A hard link where the disk allows (no bytes copied); not noted in the ledger: its
+        bytes are the stored file's, whose Gradio copy deleting the garment removes anyway."""
         self.remove_old_files()
         folder = self._folder(owner_id, garment_id, "downloads") / uuid.uuid4().hex[:8]
         folder.mkdir()
         target = folder / name
-        shutil.copyfile(source, target)
-        return self.served(owner_id, garment_id, target)
+        try:
+            os.link(source, target)
+        except OSError:  # another filesystem, or links not allowed
+            shutil.copyfile(source, target)
+        return str(target)
 
     def served(self, owner_id: str, garment_id: str, path: Path) -> str:
         """Notes that the file written at `path` (a preview, an export) is handed to Gradio for the garment."""
@@ -85,7 +92,13 @@ class ServedFiles:
             shutil.rmtree(owner, ignore_errors=True)
 
     def remove_old_files(self) -> None:
-        cutoff = time.time() - KEEP_WRITTEN_S
+        """At most once a minute: it walks every seller's folders, and photo taps call it."""
+        now = time.time()
+        with self._lock:
+            if now - self._last_sweep < SWEEP_EVERY_S:
+                return
+            self._last_sweep = now
+        cutoff = now - KEEP_WRITTEN_S
         for pattern in ("*/*/exports/*", "*/*/previews/*", "*/*/downloads/*"):
             _remove_older_than(self.root.glob(pattern), cutoff)
 
