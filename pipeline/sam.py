@@ -1,6 +1,11 @@
-"""SAM segmentation backend: Segment Anything through `transformers` (`SamModel` + `SamProcessor`).
+"""SAM segmentation backend: Segment Anything through `transformers` (`SamModel` + `SamProcessor`, or SAM 2 / 2.1
+through `Sam2Model`).
 
-- Loading: a Hub id (default `facebook/sam-vit-base`) or a local folder written by `save_pretrained`. A Hub id is
+- Loading: a Hub id (default `facebook/sam-vit-base`; SAM 2.1 e.g. `facebook/sam2.1-hiera-tiny`), a local folder
+  written by `save_pretrained`, or an original segment-anything `.pth` file (or a folder holding one), converted in
+  memory (`pipeline.sam_checkpoints`). The family is chosen by what the checkpoint is (config.json's model_type;
+  a `.pth` file is original SAM), and a small per-family adapter does the preprocessing and mask geometry; the
+  segmenter, its cache, prompts and ranking are the same for both. A Hub id is
   first looked up in the local Hugging Face cache only; the network is tried only when `HF_HUB_OFFLINE` is not set,
   after a quick reachability probe, so that nothing waits on an unreachable Hub. Every failure becomes one
   `BackendUnavailableError` sentence, and is remembered for the process.
@@ -35,6 +40,14 @@ from pipeline.errors import BackendUnavailableError, InputError, SegmentationErr
 from pipeline.hub import first_line as _first_line
 from pipeline.hub import LoadedOnce, display_source, load_local_first
 from pipeline.hub import looks_like_path as _looks_like_path
+from pipeline.sam_checkpoints import (
+    SAM2_MODEL_TYPES,
+    SAM_MODEL_TYPES,
+    Sam2Preprocessor,
+    find_original_checkpoint,
+    is_original_checkpoint_file,
+    load_original_sam,
+)
 from pipeline.segmentation import Segmentation
 
 logger = logging.getLogger(__name__)
@@ -111,48 +124,96 @@ def _mps_available() -> bool:
 # ---------------------------------------------------------------------------------------------- loading
 
 
-def _check_sam_folder(folder: Path, model_id: str) -> None:
-    if not folder.is_dir():
-        logger.warning("The SAM model folder %s does not exist.", folder.absolute())
-        raise BackendUnavailableError(f"The SAM model folder '{display_source(model_id)}' does not exist.")
+def _model_type_of_folder(folder: Path) -> str | None:
     config_path = folder / "config.json"
-    model_type = None
-    if config_path.is_file():
-        try:
-            model_type = json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError):
-            model_type = None
-    if model_type != "sam":
-        logger.warning("The folder %s is not a SAM checkpoint.", folder.absolute())
-        raise BackendUnavailableError(
-            f"The folder '{display_source(model_id)}' is not a SAM checkpoint (its config.json does not say "
-            "model_type 'sam'); pass a folder written by SamModel.save_pretrained and SamProcessor.save_pretrained, "
-            "or a Hub id such as facebook/sam-vit-base."
-        )
+    if not config_path.is_file():
+        return None
+    try:
+        return json.loads(config_path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _not_a_sam_folder(model_id: str) -> BackendUnavailableError:
+    return BackendUnavailableError(
+        f"The folder '{display_source(model_id)}' is not a SAM checkpoint (its config.json does not say model_type "
+        "'sam', 'sam2' or 'sam2_video', and it holds no original .pth checkpoint); pass a folder written by "
+        "save_pretrained of SamModel or Sam2Model (with its processor), an original segment-anything .pth file, "
+        "or a Hub id such as facebook/sam-vit-base or facebook/sam2.1-hiera-tiny."
+    )
 
 
 def _load_pretrained(source: str, local_only: bool):
+    """(model, processor) of a transformers-format SAM or SAM 2 checkpoint (Hub id or folder), by its model_type."""
+    from transformers import PretrainedConfig
+
+    config_dict, _ = PretrainedConfig.get_config_dict(source, local_files_only=local_only)
+    model_type = config_dict.get("model_type")
+    if model_type in SAM2_MODEL_TYPES:
+        return _load_sam2(source, local_only)
+    if model_type not in SAM_MODEL_TYPES:
+        raise BackendUnavailableError(
+            f"The {'folder' if _looks_like_path(source) else 'Hub model'} '{display_source(source)}' is a "
+            f"{model_type!r} model, not a SAM checkpoint; pass a SAM or SAM 2 checkpoint such as "
+            "facebook/sam-vit-base or facebook/sam2.1-hiera-tiny."
+        )
     from transformers import SamModel, SamProcessor
-    from transformers.utils import logging as hf_logging
 
     model = SamModel.from_pretrained(source, local_files_only=local_only)
     # The processor warns about a missing fast image processor (torchvision is not installed): expected here.
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with _quiet_transformers():
         processor = SamProcessor.from_pretrained(source, local_files_only=local_only)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     return model, processor
 
 
-def _load_from_folder(model_id: str):
-    folder = Path(model_id).expanduser()
-    _check_sam_folder(folder, model_id)
+def _load_sam2(source: str, local_only: bool):
+    from transformers import Sam2Model
+
+    # The Hub's SAM 2.1 checkpoints say model_type 'sam2_video' (the video model holds the image model's weights
+    # and more); transformers warns about loading one into Sam2Model, which is what it is meant for.
+    with _quiet_transformers():
+        model = Sam2Model.from_pretrained(source, local_files_only=local_only)
+    return model, Sam2Preprocessor.from_pretrained(source, local_only, model.config)
+
+
+class _quiet_transformers:
+    def __enter__(self) -> None:
+        from transformers.utils import logging as hf_logging
+
+        self._verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+
+    def __exit__(self, *exc_info) -> None:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity(self._verbosity)
+
+
+def _load_from_path(model_id: str):
+    """A transformers folder (SAM or SAM 2), an original SAM .pth file, or a folder holding one."""
+    path = Path(model_id).expanduser()
+    if path.is_file():
+        if not is_original_checkpoint_file(path):
+            raise BackendUnavailableError(
+                f"The file '{display_source(model_id)}' is not a SAM checkpoint; pass an original segment-anything "
+                ".pth file, or a folder or Hub id of a transformers SAM or SAM 2 checkpoint."
+            )
+        return load_original_sam(path, model_id)
+    if not path.is_dir():
+        logger.warning("The SAM model folder %s does not exist.", path.absolute())
+        raise BackendUnavailableError(f"The SAM model folder '{display_source(model_id)}' does not exist.")
+    model_type = _model_type_of_folder(path)
+    if model_type is None and (original := find_original_checkpoint(path, model_id)) is not None:
+        return load_original_sam(original, model_id)
+    if model_type not in SAM_MODEL_TYPES + SAM2_MODEL_TYPES:
+        logger.warning("The folder %s is not a SAM checkpoint.", path.absolute())
+        raise _not_a_sam_folder(model_id)
     try:
-        return _load_pretrained(str(folder), local_only=True)
+        return _load_pretrained(str(path), local_only=True)
+    except BackendUnavailableError:
+        raise
     except Exception as error:  # noqa: BLE001 - a broken checkpoint can fail in many ways; the user needs one sentence
-        logger.warning("The SAM checkpoint in %s cannot be loaded: %s", folder.absolute(), error)
+        logger.warning("The SAM checkpoint in %s cannot be loaded: %s", path.absolute(), error)
         raise BackendUnavailableError(
             f"The SAM checkpoint in the folder '{display_source(model_id)}' cannot be loaded "
             f"({_first_line(error, model_id)})."
@@ -172,20 +233,77 @@ def _check_cached_model_type(model_id: str) -> None:
     if isinstance(config_path, str):
         try:
             model_type = json.loads(Path(config_path).read_text(encoding="utf-8")).get("model_type")
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             return
-        if model_type != "sam":
+        if model_type not in SAM_MODEL_TYPES + SAM2_MODEL_TYPES:
             raise BackendUnavailableError(
                 f"The Hub model '{model_id}' is a {model_type!r} model, not a SAM checkpoint; "
-                "pass a SAM checkpoint such as facebook/sam-vit-base."
+                "pass a SAM or SAM 2 checkpoint such as facebook/sam-vit-base or facebook/sam2.1-hiera-tiny."
             )
 
 
 def _check_model_type(loaded, model_id: str):
     model, _ = loaded
-    if getattr(model.config, "model_type", None) != "sam":
+    if getattr(model.config, "model_type", None) not in SAM_MODEL_TYPES + SAM2_MODEL_TYPES:
         raise BackendUnavailableError(f"The Hub model '{model_id}' is not a SAM checkpoint.")
     return loaded
+
+
+# ---------------------------------------------------------------------------------------------- model families
+
+
+class _SamFamily:
+    """SAM (v1, `SamModel` + `SamProcessor`): the image is resized on its long side and padded to a square; the
+    masks come back for the padded square and are cropped before resizing."""
+
+    name = "sam"
+
+    def __init__(self, processor) -> None:
+        self.processor = processor
+
+    def encode(self, model, rgb: Image.Image, device: str, dtype: torch.dtype):
+        """(embeddings, (height, width) of the image inside the model's input)."""
+        inputs = self.processor(images=rgb, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(device=device, dtype=dtype)
+        embeddings = model.get_image_embeddings(pixel_values)
+        return embeddings, tuple(int(v) for v in inputs["reshaped_input_sizes"][0])
+
+    def masks_at(self, pred_masks: torch.Tensor, work_size: tuple[int, int], input_size: tuple[int, int]):
+        """(masks, H, W) logits at working size from the decoder's (masks, h, w) low-resolution logits."""
+        return self.processor.post_process_masks(
+            [pred_masks[None].float()], [work_size], [input_size], binarize=False
+        )[0][0]
+
+
+class _Sam2Family:
+    """SAM 2 / 2.1 (`Sam2Model` + `Sam2Preprocessor`): the image is resized to the square input whatever its aspect
+    ratio; the embeddings are a list of feature maps (the decoder uses the high-resolution ones too); the masks cover
+    the whole image and are resized to it directly."""
+
+    name = "sam2"
+
+    def __init__(self, processor: Sam2Preprocessor) -> None:
+        self.processor = processor
+
+    def encode(self, model, rgb: Image.Image, device: str, dtype: torch.dtype):
+        pixel_values = self.processor.pixel_values(rgb).to(device=device, dtype=dtype)
+        embeddings = model.get_image_embeddings(pixel_values)
+        return embeddings, (self.processor.target_size, self.processor.target_size)
+
+    def masks_at(self, pred_masks: torch.Tensor, work_size: tuple[int, int], input_size: tuple[int, int]):
+        return torch.nn.functional.interpolate(pred_masks[None].float(), work_size, mode="bilinear",
+                                               align_corners=False)[0]
+
+
+def _family_for(model, processor):
+    model_type = getattr(model.config, "model_type", None)
+    if model_type in SAM2_MODEL_TYPES:
+        if not isinstance(processor, Sam2Preprocessor):
+            processor = Sam2Preprocessor.for_config(model.config)
+        return _Sam2Family(processor)
+    if model_type in SAM_MODEL_TYPES:
+        return _SamFamily(processor)
+    raise BackendUnavailableError(f"A {model_type!r} model is not a SAM checkpoint.")
 
 
 # ---------------------------------------------------------------------------------------------- cache
@@ -202,9 +320,9 @@ class _AutoPrompt:
 class _Encoded:
     """What the encoder produced for one image, with the geometry needed to map prompts and masks."""
 
-    embeddings: torch.Tensor
+    embeddings: torch.Tensor | list[torch.Tensor]  # SAM: one tensor; SAM 2: feature maps, finest first
     original_size: tuple[int, int]  # height, width of the image given
-    reshaped_size: tuple[int, int]  # height, width after the processor's resize (before padding)
+    input_size: tuple[int, int]  # height, width of the image inside the model's input (model pixels, no padding)
     work_image: np.ndarray  # RGB at working size
     auto_prompt: _AutoPrompt | None = field(default=None)
 
@@ -261,12 +379,13 @@ class SamSegmenter:
 
     def __init__(self, model_id: str, device: str | None = None) -> None:
         self.device, self.dtype = choose_device(device)
-        model, processor = _load_from_folder(model_id) if _looks_like_path(model_id) else _load_from_hub(model_id)
+        model, processor = _load_from_path(model_id) if _looks_like_path(model_id) else _load_from_hub(model_id)
         self._setup(model, processor, model_id)
 
     @classmethod
     def from_loaded(cls, model, processor, model_id: str, device: str | None = None) -> SamSegmenter:
-        """A segmenter around an already built SamModel and SamProcessor (benchmarks, custom loading)."""
+        """A segmenter around an already built SamModel + SamProcessor, or Sam2Model + Sam2Preprocessor (None: the
+        default preprocessing for the model's input size); for benchmarks and custom loading."""
         segmenter = cls.__new__(cls)
         segmenter.device, segmenter.dtype = choose_device(device)
         segmenter._setup(model, processor, model_id)
@@ -274,8 +393,10 @@ class SamSegmenter:
 
     def _setup(self, model, processor, model_id: str) -> None:
         self.model_id = model_id
+        self._family = _family_for(model, processor)
+        self.family = self._family.name  # "sam" or "sam2"
         self.model = model.to(device=self.device, dtype=self.dtype).eval()
-        self.processor = processor
+        self.processor = self._family.processor
         self.encoder_runs = 0
         self._cache = _EmbeddingCache()
         self._model_lock = threading.RLock()
@@ -323,15 +444,13 @@ class SamSegmenter:
 
     def _run_encoder(self, image: Image.Image) -> _Encoded:
         rgb = image.convert("RGB") if image.mode != "RGB" else image
-        inputs = self.processor(images=rgb, return_tensors="pt")
-        pixel_values = inputs["pixel_values"].to(device=self.device, dtype=self.dtype)
         with torch.inference_mode():
-            embeddings = self.model.get_image_embeddings(pixel_values)
+            embeddings, input_size = self._family.encode(self.model, rgb, self.device, self.dtype)
         self.encoder_runs += 1
         return _Encoded(
             embeddings=embeddings,
-            original_size=tuple(int(v) for v in inputs["original_sizes"][0]),
-            reshaped_size=tuple(int(v) for v in inputs["reshaped_input_sizes"][0]),
+            original_size=(rgb.height, rgb.width),
+            input_size=input_size,
             work_image=_work_image(rgb),
         )
 
@@ -355,21 +474,25 @@ class SamSegmenter:
                 + self._decode(encoded, automatic + list(clicks), box))
 
     def _decode(self, encoded: _Encoded, points: Sequence[Point], box: Box | None) -> list[_Candidate]:
-        """SAM's three multimask outputs for one prompt (points and/or box in working pixels)."""
-        to_model = encoded.reshaped_size[1] / encoded.work_size[1]
+        """SAM's three multimask outputs for one prompt (points and/or box in working pixels).
+
+        Both families take the same tensors (the processors' nestings differ, the models' do not): points
+        (image, prompt, point, xy), labels (image, prompt, point), boxes (image, box, xyxy), in model input pixels.
+        """
+        scale_x = encoded.input_size[1] / encoded.work_size[1]
+        scale_y = encoded.input_size[0] / encoded.work_size[0]
         kwargs: dict[str, torch.Tensor] = {}
         if points:
-            coords = [[x * to_model, y * to_model] for x, y, _ in points]
+            coords = [[x * scale_x, y * scale_y] for x, y, _ in points]
             kwargs["input_points"] = torch.tensor([[coords]], dtype=torch.float32, device=self.device)
             kwargs["input_labels"] = torch.tensor([[[int(p[2]) for p in points]]], dtype=torch.long, device=self.device)
         if box is not None:
-            scaled_box = [[[v * to_model for v in box]]]
+            x0, y0, x1, y1 = box
+            scaled_box = [[[x0 * scale_x, y0 * scale_y, x1 * scale_x, y1 * scale_y]]]
             kwargs["input_boxes"] = torch.tensor(scaled_box, dtype=torch.float32, device=self.device)
         with self._model_lock, torch.inference_mode():
             output = self.model(image_embeddings=encoded.embeddings, multimask_output=True, **kwargs)
-            logits = self.processor.post_process_masks(
-                [output.pred_masks[0].float()], [encoded.work_size], [encoded.reshaped_size], binarize=False
-            )[0][0]
+            logits = self._family.masks_at(output.pred_masks[0, 0], encoded.work_size, encoded.input_size)
             scores = output.iou_scores[0, 0].float()
         logits_np = logits.cpu().numpy().astype(np.float32)
         return [
