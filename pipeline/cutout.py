@@ -17,6 +17,7 @@ garment, and `main_garment` keeps the garment with what lies close to it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -40,6 +41,7 @@ SPREAD_FACTOR = 1.3
 SMALL_HOLE_FRACTION = 0.01
 OPENING_FRACTION = 0.03
 HOOK_FRACTION = 0.08
+STRAP_SIZE_SHARE = 0.3
 BAR_BAND_FRACTION = 0.15
 BAR_THICKNESS_FRACTION = 0.06
 BAR_MIN_WIDTH_FRACTION = 0.15
@@ -73,16 +75,37 @@ def segment_small(rgb: np.ndarray) -> np.ndarray:
     """Garment mask (uint8 0/255) of an RGB image already at working size."""
     if float(rgb.std()) < 2.0:
         raise SegmentationError(NO_GARMENT_MESSAGE)
+    mask = judge_background(rgb).mask
+    _check_plausible(mask)
+    return mask
+
+
+@dataclass(frozen=True)
+class BackgroundVerdict:
+    """What the background model says of an image at working size."""
+
+    distance: np.ndarray  # each pixel's distance from the background, in sigmas
+    threshold: float  # distance beyond which a pixel is unlike the background
+    mask: np.ndarray  # the classic cut-out (uint8, 255 = garment; may be empty or implausible)
+
+    @property
+    def background_like(self) -> np.ndarray:
+        return self.distance < self.threshold
+
+
+def judge_background(rgb: np.ndarray) -> BackgroundVerdict:
+    """The background model of an RGB image at working size and the classic cut-out it gives."""
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
     border = _border_band(rgb.shape[:2])
     distance, background_border = _background_distance(lab, border)
     threshold = _foreground_threshold(distance, background_border)
-    grab = _grabcut(rgb, distance, threshold, background_border)
-    mask = _clean(grab, distance < threshold)
+    try:
+        mask = _clean(_grabcut(rgb, distance, threshold, background_border), distance < threshold)
+    except SegmentationError:
+        mask = np.zeros(rgb.shape[:2], np.uint8)
     if mask.any():
-        mask = _refine_with_surroundings(rgb, lab, mask)
-    _check_plausible(mask)
-    return mask
+        mask = main_garment(_refine_with_surroundings(rgb, lab, mask), rgb)
+    return BackgroundVerdict(distance, threshold, mask)
 
 
 def _downscale(image: Image.Image, side: int) -> np.ndarray:
@@ -308,8 +331,17 @@ def _clean(mask: np.ndarray, background_like: np.ndarray) -> np.ndarray:
     radius = max(2, int(round(garment_side * OPENING_FRACTION)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     mask = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    mask = _remove_hooks(_remove_hanger_bar(_largest_components(mask)))
+    mask = remove_hanger(_largest_components(mask))
     return _fill_enclosed_holes(mask, background_like)
+
+
+def remove_hanger(mask: np.ndarray) -> np.ndarray:
+    """`mask` without a hanger's bar and hook. A pair of straps rising either side of the neck (a camisole, a
+    tank top) is not a hook and stays, with the band between them."""
+    above = _PartsAbove(mask)
+    if is_strap_pair(above.offsets, above.areas, above.radius):
+        return mask
+    return _remove_hooks(_remove_hanger_bar(mask))
 
 
 def _remove_hanger_bar(mask: np.ndarray) -> np.ndarray:
@@ -341,22 +373,46 @@ def _remove_hanger_bar(mask: np.ndarray) -> np.ndarray:
     return _largest_components(trimmed)
 
 
+class _PartsAbove:
+    """The narrow parts of a mask that stick up above its body (what a large opening removes and that reaches
+    above the top of what it keeps), with each part's horizontal offset from the body's centre."""
+
+    def __init__(self, mask: np.ndarray) -> None:
+        self.radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * HOOK_FRACTION)))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * self.radius + 1, 2 * self.radius + 1))
+        body = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
+        rows, columns = np.flatnonzero(body.any(axis=1)), np.flatnonzero(body.any(axis=0))
+        self.labels = np.zeros(mask.shape, np.int32)
+        self.parts = np.zeros(0, np.int64)
+        self.areas = self.offsets = np.zeros(0)
+        if not len(rows):
+            return
+        residue = cv2.bitwise_and(mask, cv2.bitwise_not(body))
+        _, self.labels, stats, centroids = cv2.connectedComponentsWithStats(residue, connectivity=8)
+        self.parts = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_TOP] < rows[0] - self.radius // 2)
+        self.areas = stats[self.parts, cv2.CC_STAT_AREA]
+        self.offsets = centroids[self.parts, 0] - (columns[0] + columns[-1]) / 2
+
+
+def is_strap_pair(offsets: np.ndarray, areas: np.ndarray, side: float) -> bool:
+    """Whether parts above a garment's body, at these horizontal offsets from its centre and of these areas, are
+    a pair of straps: the sizeable ones lie on both sides of the centre (beyond `side`) and none, however small,
+    in the middle. A hanger's hook is one part near the middle (or, off centre, a single one); a clip hanger's
+    clips come with its hook between them."""
+    if len(offsets) < 2 or (np.abs(offsets) <= side).any():
+        return False
+    sizeable = offsets[areas >= STRAP_SIZE_SHARE * areas.max()]
+    return bool((sizeable < -side).any() and (sizeable > side).any())
+
+
 def _remove_hooks(mask: np.ndarray) -> np.ndarray:
     """Drop narrow parts that stick up above the body of the garment (a hanger hook and the bit of wall it
-    encloses): what a large opening removes and that reaches above the top of what it keeps."""
-    radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * HOOK_FRACTION)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    body = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel)
-    rows = np.flatnonzero(body.any(axis=1))
-    if not len(rows):
-        return mask
-    residue = cv2.bitwise_and(mask, cv2.bitwise_not(body))
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(residue, connectivity=8)
-    hooks = 1 + np.flatnonzero(stats[1:, cv2.CC_STAT_TOP] < rows[0] - radius // 2)
-    if not len(hooks):
+    encloses)."""
+    above = _PartsAbove(mask)
+    if not len(above.parts):
         return mask
     trimmed = mask.copy()
-    trimmed[np.isin(labels, hooks)] = 0
+    trimmed[np.isin(above.labels, above.parts)] = 0
     return _largest_components(trimmed)
 
 
@@ -404,7 +460,8 @@ def refine_with_clicks(image: Image.Image, mask: np.ndarray,
     """`mask` (uint8, 255 = garment) after the seller's clicks, in order, as (x, y, label) in photo pixels:
     a garment click (label 1) adds the region around it, a background click (label 0) removes it. The region
     follows colour and stops at edges (`_ClickImage.click_region`), so it never spills across the garment's
-    border. Where regions overlap, the later click wins; the clicked pixel always takes the click's label."""
+    border. Where regions overlap, the later click wins; the clicked pixel always takes the click's label.
+    A piece left apart from the garment goes (`_ClickImage.loose_pieces`) unless the seller tapped it."""
     if not len(points):
         return mask.copy()
     work = _ClickImage(image)
@@ -417,6 +474,7 @@ def refine_with_clicks(image: Image.Image, mask: np.ndarray,
     refined = mask.copy()
     refined[work.to_full(labels == 1)] = 255
     refined[work.to_full(labels == 0)] = 0
+    refined[work.to_full(work.loose_pieces(refined, points))] = 0
     for x, y, label in points:
         refined[min(int(y), mask.shape[0] - 1), min(int(x), mask.shape[1] - 1)] = 255 if label else 0
     return refined
@@ -429,10 +487,28 @@ class _ClickImage:
         rgb = image.convert("RGB") if image.mode != "RGB" else image
         self.full_size = image.size
         small = np.ascontiguousarray(_downscale(rgb, REFINE_WORKING_SIDE))
+        self.rgb = small
         self.scale = small.shape[1] / image.width
         smooth = cv2.bilateralFilter(small, 5, 30, 5)
         self.lab = cv2.cvtColor(smooth.astype(np.float32) / 255, cv2.COLOR_RGB2Lab)
         self.gradient = _gradient_magnitude(self.lab)
+
+    def loose_pieces(self, mask: np.ndarray, points: Sequence[tuple[float, float, int]]) -> np.ndarray:
+        """The parts of `mask` (full size) that `main_garment` drops, at refinement size: a blob a click left
+        apart from the garment goes unless it is close and like it, or the seller tapped it as garment."""
+        current = self.to_small(mask)
+        clicked = np.zeros(current.shape, bool)
+        for x, y, label in points:
+            if label:
+                clicked[self.small_point(x, y)] = True
+        kept = main_garment(current.astype(np.uint8), self.rgb, keep=clicked) > 0
+        # One pixel more, so that no rim of a dropped piece survives the enlargement to full size.
+        return (cv2.dilate((current & ~kept).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0) & ~kept
+
+    def small_point(self, x: float, y: float) -> tuple[int, int]:
+        """(row, column) at refinement size of photo pixel (x, y)."""
+        height, width = self.lab.shape[:2]
+        return min(int(y * self.scale), height - 1), min(int(x * self.scale), width - 1)
 
     def to_small(self, mask: np.ndarray) -> np.ndarray:
         return cv2.resize(mask, self.lab.shape[1::-1], interpolation=cv2.INTER_AREA) >= 128
@@ -451,7 +527,7 @@ class _ClickImage:
         click's close surroundings. Pixels whose colour is common in the other kind stay as they were (a white
         sheet's colour in the white stripes of a shirt), except in a part not joined to the garment."""
         height, width = current.shape
-        cx, cy = min(int(x * self.scale), width - 1), min(int(y * self.scale), height - 1)
+        cy, cx = self.small_point(x, y)
         # With no cut-out at all, a garment click says where the whole garment is.
         reach = max(4, round(REACH_FRACTION * max(height, width))) if current.any() else max(height, width)
         window = (slice(max(0, cy - reach), cy + reach + 1), slice(max(0, cx - reach), cx + reach + 1))
@@ -604,21 +680,36 @@ def stray_regions(mask: np.ndarray) -> list[Box]:
     return [_box(stats[1 + label]) for label in parts]
 
 
-def main_garment(mask: np.ndarray) -> np.ndarray:
+def main_garment(mask: np.ndarray, rgb: np.ndarray | None = None, keep: np.ndarray | None = None) -> np.ndarray:
     """The mask's largest connected part, with the detached parts close to it and big enough to belong to it
     (a belt, a strap): within ATTACHED_GAP_FRACTION of the garment's size and at least ATTACHED_SHARE of its
-    area. uint8, 255 = garment."""
+    area, and, given the image (`rgb`, the mask's size), like the garment in colour. A part holding a pixel of
+    `keep` (bool; the seller's garment clicks) stays whatever it is. uint8, 255 = garment."""
     count, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
     if count <= 1:
         return np.zeros(mask.shape, np.uint8)
     areas = stats[1:, cv2.CC_STAT_AREA]
     main = 1 + int(areas.argmax())
+    if count == 2:
+        return np.where(labels == main, 255, 0).astype(np.uint8)
     gap = max(2, round(ATTACHED_GAP_FRACTION * np.sqrt(areas.max())))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * gap + 1, 2 * gap + 1))
     reach = cv2.dilate((labels == main).astype(np.uint8), kernel) > 0
-    near = np.unique(labels[reach])
-    keep = [label for label in near if label and stats[label, cv2.CC_STAT_AREA] >= ATTACHED_SHARE * areas.max()]
-    return np.where(np.isin(labels, keep), 255, 0).astype(np.uint8)
+    near = [label for label in np.unique(labels[reach])
+            if label and stats[label, cv2.CC_STAT_AREA] >= ATTACHED_SHARE * areas.max()]
+    if rgb is not None and len(near) > 1:
+        near = [label for label in near if label == main or _looks_like(rgb, labels == main, labels == label)]
+    clicked = np.unique(labels[keep & (labels > 0)]) if keep is not None else []
+    return np.where(np.isin(labels, [*near, *clicked]), 255, 0).astype(np.uint8)
+
+
+def _looks_like(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
+    """Whether most of `part` has a colour and texture of the garment's (within GARMENT_LIKE_SIGMAS)."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    features = _pixel_features(lab)
+    samples = features[garment].astype(np.float32)
+    distance = _nearest_cluster_distance(features[part].astype(np.float32), samples)
+    return bool(np.median(distance) < GARMENT_LIKE_SIGMAS)
 
 
 def _box(stat: np.ndarray) -> Box:

@@ -1,15 +1,22 @@
-"""The fused cut-out: U-2-Net-p's probability map and the classic background model together.
+"""The fused cut-out: U-2-Net-p's garment map arbitrated by the classic background model.
 
-U-2-Net-p (`pipeline.u2net`) is clean where the classic cut-out fails (white sheets beside the garment, floor
-between trouser legs, reflections) but keeps hangers and can lose the light stripes of a striped top; the classic
-cut-out (`pipeline.cutout`) removes hangers and keeps stripes. Here, at the classic working size:
-1. both run: the neural map, the classic background distance and the classic mask (when it finds one),
-2. cv2.grabCut decides from seeds: sure garment where both agree it is garment, sure background where both agree
-   it is background outside the network's shape closed over small gaps (and on the photo's border), probable garment where only the network says garment or where
-   only the classic mask does but the spot lies within the network's garment shape closed over small gaps (a
-   stripe, a hole's rim), probable background elsewhere,
-3. the classic clean-up: hanger bar and hook removal, enclosed holes filled unless they look like the floor,
-4. `main_garment`, so no stray piece remains.
+Each alone fails in its own way. U-2-Net-p (`pipeline.u2net`) draws clean, exact outlines and ignores white
+sheets, floors between trouser legs and reflections, but it keeps hangers, can lose the white stripes of a
+striped top or a white hem, fills the gap between an arm and the body, and on a white printed T-shirt may see only
+the print. The classic cut-out (`pipeline.cutout`) measures how unlike the background each pixel is, removes
+hangers and keeps stripes, but takes in sheet patches and loses garment parts the colour of the floor.
+
+So, at the classic working size, the network's mask is the base and the classic model arbitrates where they differ:
+1. when the network's garment is a small part of the classic one and lies inside it, the network saw a print,
+   not the garment: the classic mask is used;
+2. classic-only parts joined to the network's garment come in when they are clearly unlike the background or the
+   network gives them some weight (a white hem, white stripes);
+3. network-only pixels go where the classic model calls them background and the network is unsure, or where they
+   are almost exactly the background's colour (the floor seen between an arm and the body);
+4. thin network-only parts in the top band of the classic garment or above it go (a hanger's bar, clips and
+   hook), unless they are a pair of straps;
+5. the classic clean-up: hanger bar and hook, enclosed holes filled unless they look like the background, and
+   `main_garment`, so that no floating piece remains.
 """
 
 from __future__ import annotations
@@ -19,85 +26,127 @@ import numpy as np
 from PIL import Image
 
 from pipeline import cutout
-from pipeline.cutout import (
-    NO_GARMENT_MESSAGE, WORK_SIDE, _background_distance, _border_band, _check_plausible, _clean, _downscale,
-    _foreground_threshold, _grabcut, _refine_with_surroundings, _upscale_mask, main_garment,
-)
 from pipeline.errors import SegmentationError
 from pipeline.u2net import probability_map
 
-NEURAL_GARMENT = 0.5  # the network's own threshold (rembg's)
-NEURAL_SURE = 0.8
-NEURAL_BACKGROUND = 0.2
-CLOSE_FRACTION = 0.03  # gaps the network leaves inside the garment (stripes), relative to the garment's side
-SEED_ERODE = 3
-FUSION_ITERATIONS = 3
+NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
+PRINT_ONLY_SHARE = 0.6  # network garment under this share of the classic one, and inside it: it saw a print
+INSIDE_SHARE = 0.9
+JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
+CLEARLY_UNLIKE = 2.0  # a classic-only part this many thresholds from the background comes in ...
+NETWORK_HINT = 0.15  # ... as does one the network gives at least this probability
+UNSURE = 0.9  # network-only pixels the classic model calls background go below this probability ...
+DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
+THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening keeps less than this share of it
+TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
 
 
 def cut_out_fused(image: Image.Image) -> np.ndarray:
     """Binary garment mask (uint8 (height, width), 255 = garment) of an RGB photo from both cut-outs."""
     width, height = image.size
-    rgb_image = image.convert("RGB") if image.mode != "RGB" else image
-    small = _downscale(rgb_image, WORK_SIDE)
-    probability = probability_map(rgb_image, (small.shape[1], small.shape[0]))
-    return _upscale_mask(fuse_small(small, probability), (height, width))
-
-
-def _classic_parts(rgb: np.ndarray) -> tuple[np.ndarray, float, np.ndarray | None]:
-    """The classic background distance, its threshold and the classic mask (None where it finds no garment)."""
-    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
-    border = _border_band(rgb.shape[:2])
-    distance, background_border = _background_distance(lab, border)
-    threshold = _foreground_threshold(distance, background_border)
-    try:
-        mask = _clean(_grabcut(rgb, distance, threshold, background_border), distance < threshold)
-        if mask.any():
-            mask = _refine_with_surroundings(rgb, lab, mask)
-        _check_plausible(mask)
-    except SegmentationError:
-        mask = None
-    return distance, threshold, mask
+    small = cutout._downscale(image.convert("RGB") if image.mode != "RGB" else image, cutout.WORK_SIDE)
+    # The network reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than
+    # the whole cut-out.
+    probability = probability_map(Image.fromarray(small))
+    return cutout._upscale_mask(fuse_small(small, probability), (height, width))
 
 
 def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
     """Fused garment mask (uint8 0/255) of an RGB image at working size, given the network's map at that size."""
     if float(rgb.std()) < 2.0:
-        raise SegmentationError(NO_GARMENT_MESSAGE)
-    distance, threshold, classic = _classic_parts(rgb)
-    classic_fg = classic > 0 if classic is not None else distance > threshold
-    neural = probability >= NEURAL_GARMENT
-    if not neural.any() and classic is None:
-        raise SegmentationError(NO_GARMENT_MESSAGE)
-
-    side = np.sqrt(float(max(np.count_nonzero(neural), 1)))
-    radius = max(2, int(round(side * CLOSE_FRACTION)))
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
-    neural_shape = cv2.morphologyEx(neural.astype(np.uint8), cv2.MORPH_CLOSE, kernel) > 0
-    small_kernel = np.ones((2 * SEED_ERODE + 1, 2 * SEED_ERODE + 1), np.uint8)
-
-    seeds = np.full(rgb.shape[:2], cv2.GC_PR_BGD, np.uint8)
-    seeds[neural | (classic_fg & neural_shape)] = cv2.GC_PR_FGD
-    sure_fg = cv2.erode(((probability >= NEURAL_SURE) & classic_fg).astype(np.uint8), small_kernel) > 0
-    # The classic vote for background is its per-pixel score, not its mask: the mask fills necklines and gaps.
-    classic_bg = distance < threshold
-    sure_bg = cv2.erode(((probability < NEURAL_BACKGROUND) & classic_bg).astype(np.uint8), small_kernel) > 0
-    sure_bg &= ~neural_shape
-    border = _border_band(rgb.shape[:2])
-    sure_bg |= border & (probability < NEURAL_GARMENT)
-    seeds[sure_bg] = cv2.GC_BGD
-    seeds[sure_fg] = cv2.GC_FGD
-    if not ((seeds == cv2.GC_PR_FGD) | (seeds == cv2.GC_FGD)).any() or not (
-            (seeds == cv2.GC_BGD) | (seeds == cv2.GC_PR_BGD)).any():
-        raise SegmentationError(NO_GARMENT_MESSAGE)
-    bgd_model = np.zeros((1, 65), np.float64)
-    fgd_model = np.zeros((1, 65), np.float64)
-    try:
-        cv2.grabCut(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), seeds, None, bgd_model, fgd_model, FUSION_ITERATIONS,
-                    cv2.GC_INIT_WITH_MASK)
-    except cv2.error as error:
-        raise SegmentationError(NO_GARMENT_MESSAGE) from error
-    grab = np.where((seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD), 255, 0).astype(np.uint8)
-    background_like = (distance < threshold) & (probability < NEURAL_GARMENT)
-    mask = main_garment(_clean(grab, background_like))
+        raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
+    classic = cutout.judge_background(rgb)
+    network = cutout._largest_components(np.where(probability >= NETWORK_GARMENT, 255, 0).astype(np.uint8))
+    if not _plausible(classic.mask):
+        mask = network
+    elif _saw_only_a_print(network, classic.mask):
+        mask = classic.mask
+    else:
+        mask = _arbitrate(rgb, network, classic, probability)
+    if not mask.any():
+        raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
+    mask = cutout.remove_hanger(mask)
+    mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
+    mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
     return mask
+
+
+def _plausible(mask: np.ndarray) -> bool:
+    try:
+        cutout._check_plausible(mask)
+    except SegmentationError:
+        return False
+    return True
+
+
+def _saw_only_a_print(network: np.ndarray, classic: np.ndarray) -> bool:
+    network_area = np.count_nonzero(network)
+    inside = np.count_nonzero((network > 0) & (classic > 0))
+    return network_area < PRINT_ONLY_SHARE * np.count_nonzero(classic) and inside > INSIDE_SHARE * network_area
+
+
+def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundVerdict,
+               probability: np.ndarray) -> np.ndarray:
+    garment = network > 0
+    classic_garment = classic.mask > 0
+    radius = max(2, int(round(np.sqrt(float(np.count_nonzero(garment))) * JOIN_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    near = cv2.dilate(network, kernel) > 0
+
+    count, labels = cv2.connectedComponents((classic_garment & ~garment).astype(np.uint8), connectivity=8)
+    unlike = None
+    for label in range(1, count):
+        part = labels == label
+        if not (part & near).any():
+            continue
+        if np.median(probability[part]) > NETWORK_HINT:
+            garment |= part
+        elif np.median(classic.distance[part]) > CLEARLY_UNLIKE * classic.threshold:
+            unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
+            garment |= part & bool(np.median(unlike[part]) > 0)
+
+    network_only = (network > 0) & ~classic_garment
+    doubtful = network_only & ((classic.background_like & (probability < UNSURE))
+                               | (classic.distance < DEEP_BACKGROUND * classic.threshold))
+    garment &= ~doubtful
+    return _remove_hanger_parts(np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+
+
+def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
+    """Per pixel, how far its colour and texture lie beyond what the surroundings (the pixels outside both
+    masks) spread over, in sigmas: positive where it is unlike them. The border's model can be fooled by uneven
+    light on a sheet; the pixels right around the garment cannot."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    features = cutout._pixel_features(lab)
+    flat = features.reshape(-1, features.shape[2]).astype(np.float32)
+    outside = ~either
+    if np.count_nonzero(outside) < cutout.MIN_OUTSIDE_PIXELS:
+        return np.ones(either.shape, np.float32)
+    distance = cutout._nearest_cluster_distance(flat, flat[outside.ravel()]).reshape(either.shape)
+    return distance - cutout._foreground_threshold(distance, outside)
+
+
+def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:
+    """`mask` without the thin network-only parts in the top band of the classic garment or above it (a hanger's
+    bar, clips and hook, which the classic cut-out removed), unless they are a pair of straps."""
+    rows = np.flatnonzero(classic_garment.any(axis=1))
+    extra = (mask > 0) & ~classic_garment
+    extra[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    if not extra.any():
+        return mask
+    radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * cutout.HOOK_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    thick = cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel) > 0
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(extra.astype(np.uint8), connectivity=8)
+    thin = [label for label in range(1, count)
+            if np.count_nonzero(thick[labels == label]) < THIN_SHARE * stats[label, cv2.CC_STAT_AREA]]
+    if not thin:
+        return mask
+    columns = np.flatnonzero(classic_garment.any(axis=0))
+    offsets = centroids[thin, 0] - (columns[0] + columns[-1]) / 2
+    if cutout.is_strap_pair(offsets, stats[thin, cv2.CC_STAT_AREA], radius):
+        return mask
+    trimmed = mask.copy()
+    trimmed[np.isin(labels, thin)] = 0
+    return cutout._largest_components(trimmed)

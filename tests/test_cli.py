@@ -37,7 +37,7 @@ def test_segment_writes_masks_and_prints_json_lines(tmp_path, photo_path):
     assert [Path(line["image"]).name for line in lines] == ["navy tee.jpg", "second.png"]
     for line, size in zip(lines, [(600, 800), (800, 600)]):
         assert set(line) == {"image", "mask", "category", "color", "hex", "backend", "seconds"}
-        assert line["backend"] == "classic" and line["color"] == "navy"
+        assert line["backend"] == "fused" and line["color"] == "navy"
         with Image.open(line["mask"]) as mask:
             assert mask.mode == "L" and mask.size == size
     assert (tmp_path / "masks" / "navy tee.png").is_file()

@@ -25,7 +25,7 @@ def test_upload_stores_the_original_and_a_cut_out(studio, photo_path):
     garment = studio.upload_garment(photo_path)
     assert garment["status"] == "segmented" and garment["error_message"] is None
     assert garment["original_filename"] == "navy tee.jpg"
-    assert garment["segmentation_backend"] == "classic"
+    assert garment["segmentation_backend"] == "fused"  # the default on a CPU
     stored = studio.file_path(garment["original_image_url"])
     assert stored.read_bytes() == photo_path.read_bytes()
     assert "navy" not in stored.name  # named by id, never after the upload
@@ -272,7 +272,7 @@ def test_sam_asked_for_without_weights_is_an_error_not_a_silent_fallback(studio,
     garment = studio.upload_garment(photo_path)
     with pytest.raises(BackendUnavailableError, match="SAM"):
         studio.segment_garment(garment["id"], backend="sam")
-    assert studio.get_garment(garment["id"])["segmentation_backend"] == "classic"
+    assert studio.get_garment(garment["id"])["segmentation_backend"] == "fused"
 
 
 def test_category_source_follows_who_set_it(studio, photo_path):
