@@ -47,6 +47,7 @@ from pipeline.sam_checkpoints import (
     find_original_checkpoint,
     is_original_checkpoint_file,
     load_original_sam,
+    sam_processor_for,
 )
 from pipeline.segmentation import Segmentation
 
@@ -302,7 +303,7 @@ def _family_for(model, processor):
             processor = Sam2Preprocessor.for_config(model.config)
         return _Sam2Family(processor)
     if model_type in SAM_MODEL_TYPES:
-        return _SamFamily(processor)
+        return _SamFamily(processor if processor is not None else sam_processor_for(model.config))
     raise BackendUnavailableError(f"A {model_type!r} model is not a SAM checkpoint.")
 
 
@@ -384,8 +385,8 @@ class SamSegmenter:
 
     @classmethod
     def from_loaded(cls, model, processor, model_id: str, device: str | None = None) -> SamSegmenter:
-        """A segmenter around an already built SamModel + SamProcessor, or Sam2Model + Sam2Preprocessor (None: the
-        default preprocessing for the model's input size); for benchmarks and custom loading."""
+        """A segmenter around an already built SamModel + SamProcessor, or Sam2Model + Sam2Preprocessor (processor
+        None: the default preprocessing for the model's input size); for benchmarks and custom loading."""
         segmenter = cls.__new__(cls)
         segmenter.device, segmenter.dtype = choose_device(device)
         segmenter._setup(model, processor, model_id)

@@ -115,7 +115,7 @@ def load_original_sam(path: Path, model_id: str):
     config, variant = sam_config_from_original(state_dict, model_id)
     renamed = convert_original_keys(state_dict)
     model = _build_sam_model(config, renamed, model_id)
-    processor = _processor_for(config, state_dict)
+    processor = sam_processor_for(config, state_dict)
     vision = config.vision_config
     logger.info("Converted the original SAM checkpoint %s (%s: width %d, depth %d, global attention in blocks %s).",
                 path.name, variant, vision.hidden_size, vision.num_hidden_layers, list(vision.global_attn_indexes))
@@ -290,16 +290,16 @@ def _build_sam_model(config, state_dict: dict[str, torch.Tensor], model_id: str)
     return model.eval()
 
 
-def _processor_for(config, state_dict: dict[str, torch.Tensor]):
-    """SamProcessor for the model's input size (1024 and 256x256 masks for the releases), with the checkpoint's
-    own pixel mean and std."""
+def sam_processor_for(config, state_dict: dict[str, torch.Tensor] | None = None):
+    """SamProcessor for a SamConfig's input size (1024 and 256x256 masks for the releases), with an original
+    checkpoint's own pixel mean and std when given."""
     from transformers import SamProcessor
     from transformers.models.sam.image_processing_pil_sam import SamImageProcessorPil
 
     image_size = config.vision_config.image_size
     mask_side = 4 * (image_size // config.vision_config.patch_size)
     mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
-    if "pixel_mean" in state_dict and "pixel_std" in state_dict:
+    if state_dict and "pixel_mean" in state_dict and "pixel_std" in state_dict:
         mean = [float(v) / 255.0 for v in state_dict["pixel_mean"].flatten()]
         std = [float(v) / 255.0 for v in state_dict["pixel_std"].flatten()]
     image_processor = SamImageProcessorPil(
