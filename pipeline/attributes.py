@@ -165,7 +165,8 @@ def _working_copy(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.
     if not mask.any():
         raise InputError("The mask is empty: no garment pixels to measure.")
     factor = max(1, int(np.ceil(np.sqrt(image.width * image.height / _WORK_PIXELS))))
-    small = image.convert("RGB").reduce(factor) if factor > 1 else image.convert("RGB")
+    rgb_image = image if image.mode == "RGB" else image.convert("RGB")  # convert() would copy 12 MP for nothing
+    small = rgb_image.reduce(factor) if factor > 1 else rgb_image
     rgb = np.asarray(small)
     small_mask = cv2.resize(mask.astype(np.uint8), small.size, interpolation=cv2.INTER_AREA) >= 128
     # Edge pixels blend garment and background; drop them unless the garment is tiny.

@@ -81,7 +81,7 @@ def garment_on_white(image: Image.Image, mask: np.ndarray) -> Image.Image:
         raise InputError("The mask is empty: no garment to classify.")
     rows, cols = np.flatnonzero(garment.any(axis=1)), np.flatnonzero(garment.any(axis=0))
     top, bottom, left, right = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    pixels = np.asarray(image.convert("RGB"))[top:bottom, left:right]
+    pixels = np.asarray(image.crop((left, top, right, bottom)).convert("RGB"))
     cut = np.where(garment[top:bottom, left:right, None], pixels, np.uint8(255)).astype(np.uint8)
     height, width = cut.shape[:2]
     side = int(round(max(height, width) * (1 + 2 * _CROP_MARGIN)))

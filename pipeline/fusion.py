@@ -38,6 +38,8 @@ NETWORK_HINT = 0.15  # ... as does one the network gives at least this probabili
 UNSURE = 0.9  # network-only pixels the classic model calls background go below this probability ...
 DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
 THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening keeps less than this share of it
+BUMP_FRACTION = 0.04  # bumps are what an opening of this share of the garment's side removes
+MAIN_COLOUR_SHARE = 0.1  # a main colour of the garment covers at least this share of it
 TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
 
 
@@ -65,7 +67,7 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
         mask = _arbitrate(rgb, network, classic, probability)
     if not mask.any():
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
-    mask = cutout.remove_hanger(mask)
+    mask = _remove_unlike_bumps(rgb, cutout.remove_hanger(mask))
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
@@ -149,4 +151,31 @@ def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.nd
         return mask
     trimmed = mask.copy()
     trimmed[np.isin(labels, thin)] = 0
+    return cutout._largest_components(trimmed)
+
+
+def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`mask` without the small bumps on the top of the garment whose colour is none of the garment's main
+    colours: the clips and hook of a hanger that sit on a waistband or collar, too low to be cut as a hook."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return mask
+    radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * BUMP_FRACTION)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    bumps = (mask > 0) & ~(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel) > 0)
+    bumps[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    count, labels = cv2.connectedComponents(bumps.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return mask
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    body = (mask > 0) & ~bumps
+    means, inverses, shares = cutout._fit_border_model(lab[body])
+    main = shares >= MAIN_COLOUR_SHARE
+    trimmed = mask.copy()
+    for label in range(1, count):
+        part = lab[labels == label]
+        distance = np.stack([cutout._mahalanobis(part, mean, inverse)
+                             for mean, inverse in zip(means[main], inverses[main])]).min(axis=0)
+        if np.median(distance) > cutout.GARMENT_LIKE_SIGMAS:
+            trimmed[labels == label] = 0
     return cutout._largest_components(trimmed)

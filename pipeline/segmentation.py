@@ -36,6 +36,18 @@ Point = tuple[float, float, int]  # (x, y, label) in image pixels; label 1 = gar
 MAX_CLICKS = 50
 
 
+BACKEND_LABELS = {
+    "classic": "the colour model (no neural network)",
+    "fused": "U-2-Net-p with the colour model",
+    "sam": "Segment Anything (SAM)",
+}
+
+
+def backend_label(backend: str) -> str:
+    """How the page names the backend that cut a garment out."""
+    return BACKEND_LABELS.get(backend, backend)
+
+
 @dataclass(frozen=True)
 class Segmentation:
     mask: np.ndarray  # uint8 (height, width), 255 = garment

@@ -17,7 +17,7 @@ THUMBNAIL_QUALITY = 85
 def thumbnail_jpeg(image: Image.Image, mask: np.ndarray | None = None) -> bytes:
     """The garment cut out on white (or the whole photo when `mask` is None or empty), THUMBNAIL_LONG_SIDE px on
     its long side, as JPEG bytes."""
-    picture = image.convert("RGB")
+    picture = image if image.mode == "RGB" else image.convert("RGB")
     if mask is not None and np.asarray(mask).any():
         picture = garment_on_white(*_garment_region(picture, np.asarray(mask)))
     scale = THUMBNAIL_LONG_SIDE / max(picture.size)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import u2net
+from pipeline import fusion, u2net
 from pipeline.cutout import stray_regions
 from pipeline.fusion import cut_out_fused
 from pipeline.segmentation import SEGMENTATION_BACKENDS, describe_segmentation_backend, get_segmenter
@@ -93,3 +93,58 @@ def test_missing_weights_are_explained(monkeypatch):
 
     with pytest.raises(BackendUnavailableError, match="sha256"):
         u2net.weights_path()
+
+
+def camisole() -> tuple[np.ndarray, np.ndarray]:
+    """A black camisole with two thin straps on a white studio background, and its true mask."""
+    truth = np.zeros((HEIGHT, WIDTH), np.uint8)
+    body = np.array([(0.30, 0.30), (0.70, 0.30), (0.78, 0.90), (0.22, 0.90)]) * [WIDTH, HEIGHT]
+    cv2.fillPoly(truth, [body.astype(np.int32)], 255)
+    for x in (0.36, 0.64):
+        cv2.line(truth, (int(x * WIDTH), int(0.30 * HEIGHT)), (int(x * WIDTH), int(0.12 * HEIGHT)), 255, 5)
+    studio = (247 + np.random.default_rng(1).normal(0, 2, (HEIGHT, WIDTH, 3))).clip(0, 255).astype(np.uint8)
+    return paint(studio, truth, (25, 25, 30)), truth
+
+
+def test_a_camisoles_straps_are_not_taken_for_a_hanger_hook():
+    photo, truth = camisole()
+    mask = cut_out_fused(Image.fromarray(photo))
+    check(mask)
+    assert iou(mask, truth) >= 0.9
+    strap_row = mask[int(0.18 * HEIGHT)] > 0
+    for x in (0.36, 0.64):  # each strap is there, and the white between them is not
+        assert strap_row[int(x * WIDTH) - 2: int(x * WIDTH) + 3].all()
+    assert not strap_row[int(0.42 * WIDTH): int(0.58 * WIDTH)].any()
+
+
+def white_printed_tee() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A white T-shirt with a colourful print on a light wooden floor: the photo, the T-shirt and the print."""
+    truth = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
+    floor = (255 - (255 - wood_floor(WIDTH, HEIGHT).astype(np.float32)) * 0.45).astype(np.uint8)
+    photo = paint(floor, truth, (246, 246, 242))
+    printed = np.zeros((HEIGHT, WIDTH), np.uint8)
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        centre = (int(rng.integers(0.42 * WIDTH, 0.58 * WIDTH)), int(rng.integers(0.32 * HEIGHT, 0.6 * HEIGHT)))
+        radius = int(rng.integers(5, 15))
+        cv2.circle(photo, centre, radius, tuple(int(v) for v in rng.integers(0, 255, 3)), -1)
+        cv2.circle(printed, centre, radius, 255, -1)
+    return photo, truth, printed
+
+
+def test_when_the_network_sees_only_the_print_the_whole_garment_is_kept():
+    """On real photos of a white printed T-shirt on a light floor U-2-Net-p can answer with the print alone
+    (flat lay t-shirt/09cd8fdf): the fusion then keeps the classic cut-out of the whole T-shirt. The network's
+    answer is given here as that map; everything else runs for real."""
+    photo, truth, printed = white_printed_tee()
+    print_only = (printed > 0).astype(np.float32)
+    mask = fusion.fuse_small(photo, print_only)
+    assert iou(mask, truth) >= MIN_IOU
+    assert np.count_nonzero(mask[printed > 0]) == np.count_nonzero(printed)
+
+
+def test_the_real_network_keeps_a_white_printed_tee_whole():
+    photo, truth, _ = white_printed_tee()
+    mask = cut_out_fused(Image.fromarray(photo))
+    check(mask)
+    assert iou(mask, truth) >= MIN_IOU

@@ -192,6 +192,32 @@ def test_stray_regions_finds_nothing_on_a_clean_mask_and_ignores_specks():
     assert stray_regions(np.zeros((10, 10), np.uint8)) == []
 
 
+def test_a_piece_a_click_leaves_apart_goes_unless_the_seller_tapped_it():
+    """Issue 12, "No stray pieces": after any click, a part of the mask not joined to the garment (a floor patch,
+    a blob a click left) is dropped; a part the seller tapped as garment stays."""
+    image, truth = garment_photo((WIDTH, HEIGHT))
+    far = np.zeros_like(truth)
+    far[30:90, 30:110] = True  # floor in the corner, far from the T-shirt
+    wrong = as_mask(truth | far)
+    after = refine_with_clicks(image, wrong, [(300, 500, 1)]) > 0  # a tap on the garment, nowhere near
+    assert not (after & far).any()
+    assert np.count_nonzero(truth & ~after) < 0.005 * np.count_nonzero(truth)
+    kept = refine_with_clicks(image, wrong, [(70, 60, 1)]) > 0  # the seller says the piece is garment
+    assert np.count_nonzero(kept & far) > 0.9 * np.count_nonzero(far)
+
+
+def test_main_garment_drops_a_close_piece_unlike_the_garment():
+    image, truth = garment_photo((WIDTH, HEIGHT))
+    rgb = np.asarray(image).copy()
+    belt = np.zeros_like(truth)
+    belt[665:685, 240:360] = True  # 9 pixels below the hem
+    noise = np.random.default_rng(1).normal(0, 4, (np.count_nonzero(belt), 3))
+    rgb[belt] = (np.array([31, 42, 68]) + noise).clip(0, 255)  # a belt of the T-shirt's navy cloth
+    assert np.array_equal(main_garment(as_mask(truth | belt), rgb) > 0, truth | belt)
+    rgb[belt] = (np.array([250, 200, 30]) + noise).clip(0, 255)  # a yellow toy on the floor
+    assert np.array_equal(main_garment(as_mask(truth | belt), rgb) > 0, truth)
+
+
 def test_main_garment_keeps_a_belt_beside_it_and_drops_a_far_patch():
     _, truth = garment_photo((WIDTH, HEIGHT))
     belt = np.zeros_like(truth)

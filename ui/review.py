@@ -10,6 +10,7 @@ import gradio as gr
 from pipeline.attributes import CATEGORIES
 from pipeline.cutout import stray_regions
 from pipeline.previews import cutout_preview, preview_scale, thumbnail
+from pipeline.segmentation import backend_label
 from pipeline.studio import Studio
 from ui.common import PRIVATE, UIContext, category_is_uncertain
 from web.errors import explained
@@ -79,6 +80,8 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                  "What you see is what goes in your photos. Tap the picture to add or remove a part."]
         if points:
             lines.append(f"{len(points)} tap{'s' if len(points) > 1 else ''} not saved yet: **Save cut-out** keeps them.")
+        if garment["segmentation_backend"]:
+            lines.append(f"<small>Cut out by {backend_label(garment['segmentation_backend'])}.</small>")
         return "  \n".join(lines)
 
     def show(studio: Studio, chosen_id: str, shown: str = CUTOUT_VIEW, points: list | None = None) -> tuple:
