@@ -39,6 +39,7 @@ UNSURE = 0.9  # network-only pixels the classic model calls background go below 
 DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
 THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening keeps less than this share of it
 BUMP_FRACTION = 0.04  # bumps are what an opening of this share of the garment's side removes
+STRAP_ELONGATION = 2.0
 MAIN_COLOUR_SHARE = 0.1  # a main colour of the garment covers at least this share of it
 TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
 
@@ -155,8 +156,9 @@ def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.nd
 
 
 def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """`mask` without the small bumps on the top of the garment whose colour is none of the garment's main
-    colours: the clips and hook of a hanger that sit on a waistband or collar, too low to be cut as a hook."""
+    """`mask` without the small compact bumps on the top of the garment whose colour is none of the garment's
+    main colours: the clips and hook of a hanger that sit on a waistband or collar, too low to be cut as a hook.
+    Straps are tall and thin and stay whatever their colour (a thin strap's colour blurs into the background's)."""
     rows = np.flatnonzero(mask.any(axis=1))
     if not len(rows):
         return mask
@@ -164,15 +166,17 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     bumps = (mask > 0) & ~(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel) > 0)
     bumps[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
-    count, labels = cv2.connectedComponents(bumps.astype(np.uint8), connectivity=8)
-    if count <= 1:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(bumps.astype(np.uint8), connectivity=8)
+    compact = [label for label in range(1, count)  # a strap rises, tall and thin; a clip is about as wide as tall
+               if stats[label, cv2.CC_STAT_HEIGHT] < STRAP_ELONGATION * stats[label, cv2.CC_STAT_WIDTH]]
+    if not compact:
         return mask
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
     body = (mask > 0) & ~bumps
     means, inverses, shares = cutout._fit_border_model(lab[body])
     main = shares >= MAIN_COLOUR_SHARE
     trimmed = mask.copy()
-    for label in range(1, count):
+    for label in compact:
         part = lab[labels == label]
         distance = np.stack([cutout._mahalanobis(part, mean, inverse)
                              for mean, inverse in zip(means[main], inverses[main])]).min(axis=0)
