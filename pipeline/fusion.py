@@ -68,7 +68,9 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
         mask = _arbitrate(rgb, network, classic, probability)
     if not mask.any():
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
-    mask = _remove_unlike_bumps(rgb, cutout.remove_hanger(mask))
+    without_hanger = cutout.remove_hanger(mask)
+    on_a_hanger = np.count_nonzero(without_hanger) < np.count_nonzero(mask)
+    mask = _remove_unlike_bumps(rgb, without_hanger, on_a_hanger)
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
@@ -155,10 +157,11 @@ def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.nd
     return cutout._largest_components(trimmed)
 
 
-def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """`mask` without the small compact bumps on the top of the garment whose colour is none of the garment's
-    main colours: the clips and hook of a hanger that sit on a waistband or collar, too low to be cut as a hook.
-    Straps are tall and thin and stay whatever their colour (a thin strap's colour blurs into the background's)."""
+def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -> np.ndarray:
+    """`mask` without the small bumps on the top of the garment whose colour is none of the garment's main
+    colours: the clips and hook of a hanger that sit on a waistband or collar, too low to be cut as a hook. Unless
+    a hanger's hook or bar was found, only compact bumps are judged: a strap is tall and thin, and a thin strap's
+    colour blurs into the background's."""
     rows = np.flatnonzero(mask.any(axis=1))
     if not len(rows):
         return mask
@@ -167,8 +170,8 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     bumps = (mask > 0) & ~(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel) > 0)
     bumps[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
     count, labels, stats, _ = cv2.connectedComponentsWithStats(bumps.astype(np.uint8), connectivity=8)
-    compact = [label for label in range(1, count)  # a strap rises, tall and thin; a clip is about as wide as tall
-               if stats[label, cv2.CC_STAT_HEIGHT] < STRAP_ELONGATION * stats[label, cv2.CC_STAT_WIDTH]]
+    compact = [label for label in range(1, count)
+               if on_a_hanger or stats[label, cv2.CC_STAT_HEIGHT] < STRAP_ELONGATION * stats[label, cv2.CC_STAT_WIDTH]]
     if not compact:
         return mask
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
