@@ -33,8 +33,10 @@ NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
 PRINT_ONLY_SHARE = 0.6  # network garment under this share of the classic one, and inside it: it saw a print
 INSIDE_SHARE = 0.9
 JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
-CLEARLY_UNLIKE = 2.0  # a classic-only part this many thresholds from the background comes in ...
-NETWORK_HINT = 0.15  # ... as does one the network gives at least this probability
+NETWORK_HINT = 0.15  # a classic-only part comes in when the network gives it this probability, or it is unlike
+                     # the garment's surroundings
+SURROUNDINGS_PERCENTILE = 95.0
+TRUSTED_AGREEMENT = 0.75  # below this IoU with the network's mask the classic one takes nothing away
 UNSURE = 0.9  # network-only pixels the classic model calls background go below this probability ...
 DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
 THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening keeps less than this share of it
@@ -107,15 +109,22 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
             continue
         if np.median(probability[part]) > NETWORK_HINT:
             garment |= part
-        elif np.median(classic.distance[part]) > CLEARLY_UNLIKE * classic.threshold:
+        else:
             unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
             garment |= part & bool(np.median(unlike[part]) > 0)
 
-    network_only = (network > 0) & ~classic_garment
-    doubtful = network_only & ((classic.background_like & (probability < UNSURE))
-                               | (classic.distance < DEEP_BACKGROUND * classic.threshold))
-    garment &= ~doubtful
-    return _remove_hanger_parts(np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+    if _agreement(network > 0, classic_garment) >= TRUSTED_AGREEMENT:
+        network_only = (network > 0) & ~classic_garment
+        doubtful = network_only & ((classic.background_like & (probability < UNSURE))
+                                   | (classic.distance < DEEP_BACKGROUND * classic.threshold))
+        garment &= ~doubtful
+    return _remove_hanger_parts(rgb, np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+
+
+def _agreement(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two masks: how far the classic cut-out can be trusted to take pixels away
+    from the network's (on a busy rug or sheet the classic one goes astray and the network is right)."""
+    return np.count_nonzero(a & b) / max(1, np.count_nonzero(a | b))
 
 
 def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
@@ -129,10 +138,13 @@ def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
     if np.count_nonzero(outside) < cutout.MIN_OUTSIDE_PIXELS:
         return np.ones(either.shape, np.float32)
     distance = cutout._nearest_cluster_distance(flat, flat[outside.ravel()]).reshape(either.shape)
-    return distance - cutout._foreground_threshold(distance, outside)
+    # Not the border's 99th percentile: another garment or a toy lying in a corner would stretch it.
+    spread = float(np.percentile(distance[outside], SURROUNDINGS_PERCENTILE))
+    threshold = np.clip(spread * cutout.SPREAD_FACTOR, cutout.MIN_FOREGROUND_SIGMAS, cutout.MAX_FOREGROUND_SIGMAS)
+    return distance - threshold
 
 
-def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:
+def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:
     """`mask` without the thin network-only parts in the top band of the classic garment or above it (a hanger's
     bar, clips and hook, which the classic cut-out removed), unless they are a pair of straps."""
     rows = np.flatnonzero(classic_garment.any(axis=1))
@@ -152,9 +164,29 @@ def _remove_hanger_parts(mask: np.ndarray, classic_garment: np.ndarray) -> np.nd
     offsets = centroids[thin, 0] - (columns[0] + columns[-1]) / 2
     if cutout.is_strap_pair(offsets, stats[thin, cv2.CC_STAT_AREA], radius):
         return mask
+    parts = np.isin(labels, thin)
+    distance = _main_colour_distance(rgb, (mask > 0) & ~parts)
+    if distance is None:
+        return mask
+    # Pixel by pixel: such a part often joins a rim of the garment's own colour to the hanger.
+    hanger = cv2.morphologyEx((parts & (distance > cutout.GARMENT_LIKE_SIGMAS)).astype(np.uint8), cv2.MORPH_OPEN,
+                              np.ones((2, 2), np.uint8)) > 0
     trimmed = mask.copy()
-    trimmed[np.isin(labels, thin)] = 0
+    trimmed[hanger] = 0
     return cutout._largest_components(trimmed)
+
+
+def _main_colour_distance(rgb: np.ndarray, body: np.ndarray) -> np.ndarray | None:
+    """Per pixel, the distance in sigmas to the nearest of the garment's main colours (each covering at least
+    MAIN_COLOUR_SHARE of `body`); None when `body` is too small to say."""
+    if np.count_nonzero(body) < cutout.MIN_OUTSIDE_PIXELS:
+        return None
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    means, inverses, shares = cutout._fit_border_model(lab[body])
+    main = shares >= MAIN_COLOUR_SHARE
+    flat = lab.reshape(-1, 3)
+    return np.stack([cutout._mahalanobis(flat, mean, inverse)
+                     for mean, inverse in zip(means[main], inverses[main])]).min(axis=0).reshape(body.shape)
 
 
 def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -> np.ndarray:
@@ -174,15 +206,12 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -
                if on_a_hanger or stats[label, cv2.CC_STAT_HEIGHT] < STRAP_ELONGATION * stats[label, cv2.CC_STAT_WIDTH]]
     if not compact:
         return mask
-    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
-    body = (mask > 0) & ~bumps
-    means, inverses, shares = cutout._fit_border_model(lab[body])
-    main = shares >= MAIN_COLOUR_SHARE
+    distance = _main_colour_distance(rgb, (mask > 0) & ~np.isin(labels, compact))
+    if distance is None:
+        return mask
     trimmed = mask.copy()
     for label in compact:
-        part = lab[labels == label]
-        distance = np.stack([cutout._mahalanobis(part, mean, inverse)
-                             for mean, inverse in zip(means[main], inverses[main])]).min(axis=0)
-        if np.median(distance) > cutout.GARMENT_LIKE_SIGMAS:
-            trimmed[labels == label] = 0
+        part = labels == label
+        if np.median(distance[part]) > cutout.GARMENT_LIKE_SIGMAS:
+            trimmed[part] = 0
     return cutout._largest_components(trimmed)
