@@ -33,9 +33,8 @@ NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
 PRINT_ONLY_SHARE = 0.6  # network garment under this share of the classic one, and inside it: it saw a print
 INSIDE_SHARE = 0.9
 JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
-NETWORK_HINT = 0.15  # a classic-only part comes in when the network gives it this probability, or it is unlike
-                     # the garment's surroundings
-SURROUNDINGS_PERCENTILE = 95.0
+NETWORK_HINT = 0.15  # a classic-only part comes in when the network gives it this probability, or ...
+CLEARLY_UNLIKE = 2.0  # ... when it is unlike the surroundings and this many thresholds from the background
 TRUSTED_AGREEMENT = 0.75  # below this IoU with the network's mask the classic one takes nothing away
 UNSURE = 0.9  # network-only pixels the classic model calls background go below this probability ...
 DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
@@ -109,9 +108,15 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
             continue
         if np.median(probability[part]) > NETWORK_HINT:
             garment |= part
-        else:
-            unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
-            garment |= part & bool(np.median(unlike[part]) > 0)
+            continue
+        unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
+        if np.median(unlike[part]) <= 0:
+            continue
+        # Unlike the surroundings is not enough (a glare on the floor is too): it must also stand clearly apart
+        # from the background (a white hem on white) or have the garment's colour (a dark sleeve the network lost).
+        if (np.median(classic.distance[part]) > CLEARLY_UNLIKE * classic.threshold
+                or _looks_like_garment(rgb, network > 0, part)):
+            garment |= part
 
     if _agreement(network > 0, classic_garment) >= TRUSTED_AGREEMENT:
         network_only = (network > 0) & ~classic_garment
@@ -119,6 +124,11 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
                                    | (classic.distance < DEEP_BACKGROUND * classic.threshold))
         garment &= ~doubtful
     return _remove_hanger_parts(rgb, np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+
+
+def _looks_like_garment(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
+    distance = _main_colour_distance(rgb, garment)
+    return distance is not None and bool(np.median(distance[part]) < cutout.GARMENT_LIKE_SIGMAS)
 
 
 def _agreement(a: np.ndarray, b: np.ndarray) -> float:
@@ -138,10 +148,7 @@ def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
     if np.count_nonzero(outside) < cutout.MIN_OUTSIDE_PIXELS:
         return np.ones(either.shape, np.float32)
     distance = cutout._nearest_cluster_distance(flat, flat[outside.ravel()]).reshape(either.shape)
-    # Not the border's 99th percentile: another garment or a toy lying in a corner would stretch it.
-    spread = float(np.percentile(distance[outside], SURROUNDINGS_PERCENTILE))
-    threshold = np.clip(spread * cutout.SPREAD_FACTOR, cutout.MIN_FOREGROUND_SIGMAS, cutout.MAX_FOREGROUND_SIGMAS)
-    return distance - threshold
+    return distance - cutout._foreground_threshold(distance, outside)
 
 
 def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:
