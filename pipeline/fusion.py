@@ -9,14 +9,16 @@ hangers and keeps stripes, but takes in sheet patches and loses garment parts th
 So, at the classic working size, the network's mask is the base and the classic model arbitrates where they differ:
 1. when the network's garment is a small part of the classic one and lies inside it, the network saw a print,
    not the garment: the classic mask is used;
-2. classic-only parts joined to the network's garment come in when they are clearly unlike the background or the
-   network gives them some weight (a white hem, white stripes);
-3. network-only pixels go where the classic model calls them background and the network is unsure, or where they
-   are almost exactly the background's colour (the floor seen between an arm and the body);
-4. thin network-only parts in the top band of the classic garment or above it go (a hanger's bar, clips and
-   hook), unless they are a pair of straps;
-5. the classic clean-up: hanger bar and hook, enclosed holes filled unless they look like the background, and
-   `main_garment`, so that no floating piece remains.
+2. classic-only parts joined to the network's garment come in when the network gives them some weight, or when
+   they are unlike the garment's surroundings and either clearly unlike the background (a white hem) or of the
+   garment's colour (a sleeve the network lost); floor glare is neither;
+3. where the two masks broadly agree, network-only pixels go where the classic model calls them background and
+   the network is unsure, or where they are almost exactly the background's colour (the floor seen between an arm
+   and the body); where they disagree widely (a busy rug) the classic model has gone astray and takes nothing;
+4. thin network-only parts in the top band of the classic garment or above it lose the pixels unlike the
+   garment's main colours (a hanger's bar, clips and hook), unless they are a pair of straps;
+5. the classic clean-up: hanger bar and hook, small bumps of a hanger's colour on the top edge, enclosed holes
+   filled unless they look like the background, and `main_garment`, so that no floating piece remains.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ UNSURE = 0.9  # network-only pixels the classic model calls background go below 
 DEEP_BACKGROUND = 0.6  # ... and at any probability closer to the background than this share of the threshold
 THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening keeps less than this share of it
 BUMP_FRACTION = 0.04  # bumps are what an opening of this share of the garment's side removes
-STRAP_ELONGATION = 2.0
+STRAP_ELONGATION = 2.0  # a bump this many times taller than wide is a strap, not a clip
 MAIN_COLOUR_SHARE = 0.1  # a main colour of the garment covers at least this share of it
 TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
 
