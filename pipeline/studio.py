@@ -280,7 +280,7 @@ class Studio:
     def segment_garment(self, garment_id: str, backend: str | None = None) -> dict[str, Any]:
         """Cuts the garment out (again) and detects its colour and, unless the seller set it, its category.
 
-        `backend` is auto, classic or sam; None uses the studio's setting. A photo in which no garment can be
+        `backend` is auto, fused, classic or sam; None uses the studio's setting. A photo in which no garment can be
         found is recorded as `failed` with the reason, not raised."""
         garment = self._garment(garment_id)
         segmenter = self._segmenter(backend)

@@ -29,7 +29,7 @@ class StudioAPI:
 
     def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "", request: gr.Request = None) -> dict:
         """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false
-        (backend auto, classic or sam; empty for the studio's setting) and returns the garment: id, status,
+        (backend auto, fused, classic or sam; empty for the studio's setting) and returns the garment: id, status,
         category, category_source, detected_color, detected_color_hex, mask_image_url, segmentation_backend, ..."""
         path, name = _file_path_and_name(photo)
         return self.access.studio_for(request).upload_garment(path, filename=name, segment=bool(segment), backend=backend or None)
@@ -46,7 +46,7 @@ class StudioAPI:
                                       segment=bool(segment), backend=backend or None)
 
     def segment_garment(self, garment_id: str, backend: str = "", request: gr.Request = None) -> dict:
-        """Cut the garment out again (backend: auto, classic or sam; empty for the studio's setting)."""
+        """Cut the garment out again (backend: auto, fused, classic or sam; empty for the studio's setting)."""
         return self.access.studio_for(request).segment_garment(garment_id, backend or None)
 
     def refine_garment(self, garment_id: str, points: list[list[float]], backend: str = "", request: gr.Request = None) -> dict:
