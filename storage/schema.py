@@ -216,3 +216,22 @@ def m007_closet(db: Database) -> None:
     db.execute("ALTER TABLE garments ADD COLUMN thumbnail_url TEXT")
     db.execute("ALTER TABLE garments ADD COLUMN thumbnail_bytes INTEGER CHECK (thumbnail_bytes >= 0)")
     db.execute("ALTER TABLE output_images ADD COLUMN enlargement REAL CHECK (enlargement > 0)")
+
+
+CATEGORY_SOURCES_WITH_TRAINED = ("heuristic", "clip", "trained", "user")
+
+
+@migrations()
+def m008_trained_category_source(db: Database) -> None:
+    """The studio's own trained category model is a category source too. SQLite cannot alter a CHECK constraint,
+    and rebuilding the garments table would lose its other checks; widening the allowed set only loosens the
+    constraint (no stored row can break it), which SQLite documents as safe to do by editing the schema text."""
+    old = _one_of("category_source", CATEGORY_SOURCES)
+    new = _one_of("category_source", CATEGORY_SOURCES_WITH_TRAINED)
+    version = db.execute("PRAGMA schema_version").fetchone()[0]
+    db.execute("PRAGMA writable_schema = ON")
+    db.execute("UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'garments'",
+               [old, new])
+    db.execute(f"PRAGMA schema_version = {version + 1}")
+    db.execute("PRAGMA writable_schema = OFF")
+

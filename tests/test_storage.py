@@ -54,7 +54,7 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     assert migrations.pending(reopened.db) == []
     assert [m.name for m in migrations.applied(reopened.db)] == [
         "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens",
-        "m005_output_owner_and_file_sizes", "m006_usage_ledger", "m007_closet"]
+        "m005_output_owner_and_file_sizes", "m006_usage_ledger", "m007_closet", "m008_trained_category_source"]
     reopened.close()
 
 
@@ -244,6 +244,30 @@ def test_a_database_from_the_first_release_is_upgraded_in_place(tmp_path):
     with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
         upgraded.update_garment("g1", category_source="guess")
     upgraded.close()
+
+
+def test_a_database_from_before_the_trained_model_accepts_it_and_still_checks(tmp_path):
+    from sqlite_utils import Database
+
+    old = Database(tmp_path / "studio.db")
+    migrations.apply(old, stop_before="m008_trained_category_source")
+    old["users"].insert({"id": "u1", "email": "a@b.c", "subscription_plan": "free", "created_at": "2026-01-01"})
+    old["garments"].insert({"id": "g1", "owner_id": "u1", "original_image_url": "originals/x.jpg", "width": 10,
+                            "height": 10, "status": "segmented", "created_at": "2026-01-01", "category_source": "clip"})
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        old["garments"].update("g1", {"category_source": "trained"})
+    old.conn.close()
+    upgraded = StudioDatabase(tmp_path / "studio.db")
+    assert upgraded.update_garment("g1", category_source="trained")["category_source"] == "trained"
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        upgraded.update_garment("g1", category_source="guess")
+    assert upgraded.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    upgraded.close()
+    reopened = StudioDatabase(tmp_path / "studio.db")  # a fresh connection reads the widened check too
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        reopened.update_garment("g1", category_source="guess")
+    assert reopened.update_garment("g1", category_source="trained")["category_source"] == "trained"
+    reopened.close()
 
 
 def test_outputs_from_before_m005_get_their_owner(tmp_path):
