@@ -12,6 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_CATEGORY_MODEL = "patrickjohncyh/fashion-clip"
 CATEGORY_MODEL_ENV = "STUDIO_CATEGORY_MODEL"
-CATEGORY_BACKENDS = ("auto", "clip", "heuristic")
+CATEGORY_BACKENDS = ("auto", "clip", "trained", "heuristic")
 
 # Garment types per category; a category scores as its best-matching type, so that e.g. a skirt and jeans both
 # count for "bottom" without their average looking like neither.
@@ -276,10 +277,48 @@ def heuristic_prediction(mask: np.ndarray) -> CategoryPrediction:
     return CategoryPrediction(category=category, confidence=1.0, backend="heuristic", scores={category: 1.0})
 
 
+def trained_prediction(image: Image.Image, mask: np.ndarray) -> CategoryPrediction:
+    """The project's own CNN (`pipeline.category_cnn`), calibrated; BackendUnavailableError when its file is
+    missing or damaged."""
+    scores = _trained_model().predict(*_reduced(image, np.asarray(mask)))
+    category = max(scores, key=scores.get)
+    return CategoryPrediction(category=category, confidence=scores[category], backend="trained", scores=scores)
+
+
+_TRAINED_MAX_SIDE = 640  # the model sees 96 px: a 12 MP photo is reduced first, never copied whole
+
+
+def _reduced(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The photo (RGB array) and its mask, reduced together to at most about _TRAINED_MAX_SIDE on the long side."""
+    if mask.shape[:2] != (image.height, image.width):
+        raise InputError(f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}.")
+    factor = max(1, max(image.size) // _TRAINED_MAX_SIDE)
+    reduced = image.reduce(factor) if factor > 1 else image
+    rgb = np.asarray(reduced if reduced.mode == "RGB" else reduced.convert("RGB"))
+    binary = (mask > (127 if mask.dtype != np.bool_ else 0)).astype(np.uint8) * 255
+    small_mask = cv2.resize(binary, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) if factor > 1 else binary
+    return rgb, small_mask
+
+
+_trained = None
+_trained_lock = threading.Lock()
+
+
+def _trained_model():
+    global _trained
+    from pipeline.category_cnn import TrainedCategoryModel
+
+    with _trained_lock:
+        if _trained is None:
+            _trained = TrainedCategoryModel.load()
+        return _trained
+
+
 def predict_category(image: Image.Image, mask: np.ndarray, backend: str = "auto",
                      model_id: str | None = None) -> CategoryPrediction:
-    """The garment's category: "clip" (error if its weights are unavailable), "heuristic" (mask shape), or
-    "auto" (CLIP when it loads, else the heuristic)."""
+    """The garment's category: "clip" (error if its weights are unavailable), "trained" (the project's own CNN,
+    shipped with the code), "heuristic" (mask shape), or "auto": CLIP when its weights load, else the trained
+    model, else the heuristic. The prediction says which answered."""
     choice = str(backend).strip().lower()
     if choice not in CATEGORY_BACKENDS:
         raise InputError(f"Unknown category backend {backend!r}; choose one of: {', '.join(CATEGORY_BACKENDS)}.")
@@ -287,8 +326,13 @@ def predict_category(image: Image.Image, mask: np.ndarray, backend: str = "auto"
         return heuristic_prediction(mask)
     if choice == "clip":
         return load_category_classifier(model_id).predict(image, mask)
+    if choice == "trained":
+        return trained_prediction(image, mask)
     try:
         classifier = load_category_classifier(model_id)
     except BackendUnavailableError:
-        return heuristic_prediction(mask)
+        try:
+            return trained_prediction(image, mask)
+        except BackendUnavailableError:
+            return heuristic_prediction(mask)
     return classifier.predict(image, mask)

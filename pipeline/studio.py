@@ -188,7 +188,10 @@ class Studio:
             return "Category: shape heuristic (chosen in the settings)."
         if backend == "clip":
             return f"Category: CLIP ({model})."
-        return f"Category: CLIP ({model}) when its weights load, else a shape heuristic; each garment shows which."
+        if backend == "trained":
+            return "Category: the studio's own trained model (shipped with the code)."
+        return (f"Category: CLIP ({model}) when its weights load, else the studio's own trained model, else a shape "
+                "heuristic; each garment shows which.")
 
     def virtual_models(self) -> list[dict[str, Any]]:
         models = []

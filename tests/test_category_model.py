@@ -149,11 +149,17 @@ def test_missing_folder_and_non_clip_folder_are_unavailable(tmp_path):
 
 # ---------------------------------------------------------------- backends
 
-def test_auto_falls_back_to_the_heuristic_when_weights_are_missing():
+def test_auto_falls_back_to_the_trained_model_when_clip_weights_are_missing():
     image, mask = garment_photo(size=(120, 160))
     prediction = predict_category(image, mask, backend="auto", model_id="resell-studio-tests/no-such-clip")
-    assert prediction.backend == "heuristic"
+    assert prediction.backend == "trained"  # the heuristic comes after it: tests/test_category_trained.py
     assert prediction.category in CATEGORIES
+
+
+def test_the_heuristic_answers_with_its_one_guess():
+    image, mask = garment_photo(size=(120, 160))
+    prediction = predict_category(image, mask, backend="heuristic")
+    assert prediction.backend == "heuristic"
     assert prediction.scores == {prediction.category: 1.0}
 
 
@@ -165,7 +171,7 @@ def test_clip_never_falls_back_silently():
 
 def test_unknown_backend_lists_the_choices():
     image, mask = garment_photo(size=(120, 160))
-    with pytest.raises(InputError, match="auto, clip, heuristic"):
+    with pytest.raises(InputError, match="auto, clip, trained, heuristic"):
         predict_category(image, mask, backend="sam")
 
 

@@ -277,7 +277,7 @@ def test_sam_asked_for_without_weights_is_an_error_not_a_silent_fallback(studio,
 
 def test_category_source_follows_who_set_it(studio, photo_path):
     garment = studio.upload_garment(photo_path)
-    assert garment["category_source"] == "heuristic"  # no CLIP weights offline
+    assert garment["category_source"] == "trained"  # no CLIP weights offline: the shipped model
     edited = studio.update_garment(garment["id"], category="dress")
     assert (edited["category_source"], edited["category_confidence"]) == ("user", None)
     assert studio.segment_garment(garment["id"])["category"] == "dress"
