@@ -285,18 +285,22 @@ def trained_prediction(image: Image.Image, mask: np.ndarray) -> CategoryPredicti
     return CategoryPrediction(category=category, confidence=scores[category], backend="trained", scores=scores)
 
 
-_TRAINED_MAX_SIDE = 640  # the model sees 96 px: a 12 MP photo is reduced first, never copied whole
+_TRAINED_MAX_SIDE = 320  # the model sees 96 px: only the garment's box is read from a 12 MP photo, reduced
 
 
 def _reduced(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The photo (RGB array) and its mask, reduced together to at most about _TRAINED_MAX_SIDE on the long side."""
+    """The garment's box of the photo (RGB array) and of its mask, reduced together to about _TRAINED_MAX_SIDE."""
     if mask.shape[:2] != (image.height, image.width):
         raise InputError(f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}.")
-    factor = max(1, max(image.size) // _TRAINED_MAX_SIDE)
-    reduced = image.reduce(factor) if factor > 1 else image
+    binary = (mask > (127 if mask.dtype != np.bool_ else 0)).astype(np.uint8)
+    x, y, w, h = cv2.boundingRect(binary)
+    if w == 0 or h == 0:
+        raise InputError("The mask is empty: no garment to classify.")
+    factor = max(1, max(w, h) // _TRAINED_MAX_SIDE)
+    box = (x, y, x + w, y + h)
+    reduced = image.reduce(factor, box=box) if factor > 1 else image.crop(box)
     rgb = np.asarray(reduced if reduced.mode == "RGB" else reduced.convert("RGB"))
-    binary = (mask > (127 if mask.dtype != np.bool_ else 0)).astype(np.uint8) * 255
-    small_mask = cv2.resize(binary, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA) if factor > 1 else binary
+    small_mask = cv2.resize(binary[y:y + h, x:x + w] * 255, (rgb.shape[1], rgb.shape[0]), interpolation=cv2.INTER_AREA)
     return rgb, small_mask
 
 
