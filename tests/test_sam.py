@@ -18,13 +18,7 @@ from tiny_models import build_not_a_model, build_tiny_sam
 FAST_FAILURE_S = 5.0
 
 
-@pytest.fixture(autouse=True)
-def offline_and_fresh(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv(sam.SAM_MODEL_ENV, raising=False)
-    sam.forget_sam_segmenters()
-    yield
-    sam.forget_sam_segmenters()
+pytestmark = pytest.mark.usefixtures("offline_sam")
 
 
 @pytest.fixture(scope="module")

@@ -28,13 +28,7 @@ IMAGENET_STD_255 = [58.395, 57.12, 57.375]
 TINY_SAM2_IMAGE_SIZE = 64
 
 
-@pytest.fixture(autouse=True)
-def offline_and_fresh(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.delenv(sam.SAM_MODEL_ENV, raising=False)
-    sam.forget_sam_segmenters()
-    yield
-    sam.forget_sam_segmenters()
+pytestmark = pytest.mark.usefixtures("offline_sam")
 
 
 def garment_photo(width: int = 200, height: int = 260, seed: int = 1) -> tuple[Image.Image, np.ndarray]:
