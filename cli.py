@@ -130,8 +130,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from pipeline.attributes import dominant_color
     from pipeline.category_model import predict_category
+    from pipeline.colours import listing_colours
+    from pipeline.listing import suggest_title
     from pipeline.ingest import ingest_file
     from pipeline.segmentation import get_segmenter
     from PIL import Image
@@ -152,12 +153,17 @@ def run_segment(args: argparse.Namespace) -> int:
             continue
         mask_path = out / f"{Path(image_path).stem}.png"
         Image.fromarray(segmentation.mask, mode="L").save(mask_path)
-        color = dominant_color(image, segmentation.mask)
         category = predict_category(image, segmentation.mask, settings.category_backend, settings.category_model)
+        colours = listing_colours(image, segmentation.mask, category.garment_type)
+        second = colours.secondary.name if colours.secondary else None
         print(json.dumps({
             "image": str(image_path), "mask": str(mask_path), "category": category.category,
-            "color": color.name, "hex": color.hex, "backend": segmentation.backend,
-            "seconds": round(time.perf_counter() - started, 3),
+            "category_confidence": round(category.confidence, 4), "garment_type": category.garment_type,
+            "color": colours.color.name, "hex": colours.color.hex, "secondary_color": second,
+            "pattern": colours.pattern,
+            "title": suggest_title(category.category, colours.color.name, second, colours.pattern,
+                                   category.garment_type),
+            "backend": segmentation.backend, "seconds": round(time.perf_counter() - started, 3),
         }), flush=True)
     return EXIT_FAILED if failures else 0
 
@@ -197,8 +203,9 @@ def run_generate(args: argparse.Namespace) -> int:
                           "seed": output["seed"], "ai_generated": bool(output["is_ai_generated"]),
                           "fidelity_delta_e": output["fidelity_delta_e"]})
         print(json.dumps({"garment_id": garment["id"], "generation_id": job["id"], "model": args.model,
-                          "backend": job["backend"], "category": garment["category"],
+                          "backend": job["backend"], "category": garment["category"], "title": garment["title"],
                           "color": garment["detected_color"], "hex": garment["detected_color_hex"],
+                          "secondary_color": garment["secondary_color"], "pattern": garment["pattern"],
                           "prompt": job["prompt_used"], "outputs": files}))
     finally:
         studio.close()

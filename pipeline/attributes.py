@@ -1,4 +1,4 @@
-"""Garment attributes without model weights: the dominant colour (named) and a category guessed from the mask's shape.
+"""Garment attributes without model weights: colour science and names, and a category guessed from the mask's shape.
 
 Both are defaults the seller can correct; `parse_category` and `color_from_hex` validate their edits.
 """
@@ -24,58 +24,58 @@ class GarmentColor:
     hex: str
 
 
-# Colour names a seller would write in a listing, each with a typical garment shade of it.
-PALETTE: dict[str, str] = {
-    "black": "#141414",
-    "charcoal": "#3c3d40",
-    "dark grey": "#5a5a5c",
-    "grey": "#8d8d8f",
-    "light grey": "#c4c4c6",
-    "white": "#f7f7f5",
-    "ivory": "#f4eedc",
-    "cream": "#eee2c4",
-    "beige": "#d8c3a0",
-    "camel": "#c09160",
-    "tan": "#b98b5e",
-    "khaki": "#c2b08a",
-    "taupe": "#8b7b68",
-    "brown": "#6e4a2e",
-    "chocolate": "#3f2a1f",
-    "rust": "#a9471f",
-    "orange": "#ee7b22",
-    "coral": "#f2785f",
-    "mustard": "#d5a021",
-    "yellow": "#f4d635",
-    "olive": "#6b6b30",
-    "army green": "#4a4a30",
-    "green": "#2f8a45",
-    "forest green": "#1f4a2e",
-    "mint": "#a9dcc0",
-    "sage": "#a3b18f",
-    "teal": "#167a7a",
-    "turquoise": "#3cc3c0",
-    "light blue": "#a9c6e4",
-    "denim blue": "#4d6b91",
-    "blue": "#2a56b8",
-    "royal blue": "#2c3fa8",
-    "navy": "#1f2a44",
-    "purple": "#5e3a8c",
-    "lavender": "#bfaedd",
-    "plum": "#6a2c55",
-    "burgundy": "#74182a",
-    "red": "#c41e2e",
-    "hot pink": "#e0388b",
-    "pink": "#ef9fbd",
-    "blush pink": "#efc4c0",
-    "mauve": "#b2879a",
+# Colour names a seller would write in a listing, each with the garment shades it covers (several where a name
+# spans light and dark, or a dyed and a faded look, such as denim).
+PALETTE: dict[str, tuple[str, ...]] = {
+    "black": ("#141414",),
+    "charcoal": ("#3c3d40",),
+    "dark grey": ("#5a5a5c",),
+    "grey": ("#8d8d8f",),
+    "light grey": ("#c4c4c6",),
+    "white": ("#f7f7f5",),
+    "ivory": ("#f4eedc",),
+    "cream": ("#eee2c4",),
+    "beige": ("#d8c3a0",),
+    "camel": ("#c09160",),
+    "tan": ("#b98b5e",),
+    "khaki": ("#c2b08a",),
+    "taupe": ("#8b7b68",),
+    "brown": ("#6e4a2e",),
+    "chocolate": ("#3f2a1f",),
+    "rust": ("#a9471f",),
+    "orange": ("#ee7b22",),
+    "coral": ("#f2785f",),
+    "peach": ("#f6c3a3",),
+    "mustard": ("#d5a021",),
+    "yellow": ("#f4d635",),
+    "olive": ("#6b6b30",),
+    "army green": ("#4a4a30",),
+    "green": ("#2f8a45",),
+    "forest green": ("#1f4a2e",),
+    "mint": ("#a9dcc0", "#c0e3d1"),
+    "sage": ("#a3b18f",),
+    "teal": ("#167a7a",),
+    "turquoise": ("#3cc3c0",),
+    "light blue": ("#a9c6e4",),
+    "denim blue": ("#4d6b91", "#34476a", "#7b95b5"),
+    "blue": ("#2a56b8",),
+    "royal blue": ("#2c3fa8",),
+    "navy": ("#1f2a44", "#232838"),
+    "purple": ("#5e3a8c",),
+    "lavender": ("#bfaedd",),
+    "lilac": ("#c8a2c8",),
+    "plum": ("#6a2c55",),
+    "burgundy": ("#74182a",),
+    "red": ("#c41e2e",),
+    "hot pink": ("#e0388b",),
+    "pink": ("#ef9fbd",),
+    "blush pink": ("#efc4c0",),
+    "mauve": ("#b2879a",),
 }
 HEATHER_GREY = "heather grey"
 _GREYS = {"charcoal", "dark grey", "grey", "light grey"}
 
 _WORK_PIXELS = 250_000      # the image is box-reduced to about this many pixels first
-_MAX_SAMPLES = 20_000       # pixels fed to k-means
-_CLUSTERS = 4
-_SAME_COLOUR_DE = 10.0      # clusters this close (CIEDE2000) to the largest one are the same colour, shaded
 _HEATHER_MOTTLE = 6.0       # std of fine lightness detail (L units) above which a grey reads as heather
 
 
@@ -94,8 +94,9 @@ def lab_to_srgb(lab: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(rgb * 255.0), 0, 255).astype(np.uint8)
 
 
-def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
-    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), vectorised; inputs broadcast over (..., 3)."""
+def ciede2000(lab1: np.ndarray, lab2: np.ndarray, lightness_weight: float = 1.0) -> np.ndarray:
+    """CIEDE2000 colour difference (Sharma, Wu & Dalal 2005), vectorised; inputs broadcast over (..., 3).
+    `lightness_weight` is the formula's k_L: 2 tolerates lightness differences as textile matching does."""
     lab1 = np.asarray(lab1, dtype=np.float64)
     lab2 = np.asarray(lab2, dtype=np.float64)
     L1, a1, b1 = np.moveaxis(lab1, -1, 0)
@@ -134,6 +135,7 @@ def ciede2000(lab1: np.ndarray, lab2: np.ndarray) -> np.ndarray:
     s_h = 1.0 + 0.015 * cp_mean * t
     r_t = -np.sin(np.radians(2.0 * d_theta)) * r_c
 
+    s_l = s_l * lightness_weight
     return np.sqrt((dL / s_l) ** 2 + (dC / s_c) ** 2 + (dH / s_h) ** 2 + r_t * (dC / s_c) * (dH / s_h))
 
 
@@ -141,24 +143,26 @@ def _hex_to_rgb(value: str) -> tuple[int, int, int]:
     return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))  # type: ignore[return-value]
 
 
-def _rgb_to_hex(rgb) -> str:
+def rgb_to_hex(rgb) -> str:
+    """(r, g, b) 0-255 -> "#rrggbb"."""
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb))
 
 
-_PALETTE_NAMES = list(PALETTE)
-_PALETTE_LAB = srgb_to_lab(np.array([_hex_to_rgb(h) for h in PALETTE.values()]))
+_PALETTE_NAMES = [name for name, shades in PALETTE.items() for _ in shades]
+_PALETTE_LAB = srgb_to_lab(np.array([_hex_to_rgb(shade) for shades in PALETTE.values() for shade in shades]))
 
 
-def nearest_color_name(lab: np.ndarray) -> str:
-    """The palette name closest (CIEDE2000) to one Lab colour."""
-    distances = ciede2000(np.asarray(lab, dtype=np.float64)[None, :], _PALETTE_LAB)
+def nearest_color_name(lab: np.ndarray, lightness_weight: float = 1.0) -> str:
+    """The palette name closest (CIEDE2000, with k_L = `lightness_weight`) to one Lab colour."""
+    distances = ciede2000(np.asarray(lab, dtype=np.float64)[None, :], _PALETTE_LAB, lightness_weight)
     return _PALETTE_NAMES[int(np.argmin(distances))]
 
 
 # ---------------------------------------------------------------- dominant colour
 
-def _working_copy(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A box-reduced RGB array and a slightly eroded boolean mask at the same size."""
+def working_copy(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A box-reduced RGB array, the garment's pixels in it (a boolean mask, slightly eroded) and the surround's
+    (well outside the garment, where no edge or shadow of it falls)."""
     mask = np.asarray(mask)
     if mask.shape[:2] != (image.height, image.width):
         raise InputError(f"The mask is {mask.shape[1]}x{mask.shape[0]} but the image is {image.width}x{image.height}.")
@@ -169,13 +173,15 @@ def _working_copy(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.
     small = rgb_image.reduce(factor) if factor > 1 else rgb_image
     rgb = np.asarray(small)
     small_mask = cv2.resize(mask.astype(np.uint8), small.size, interpolation=cv2.INTER_AREA) >= 128
+    margin = max(3, round(0.03 * max(small_mask.shape)))
+    surround = ~cv2.dilate(small_mask.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)).astype(bool)
     # Edge pixels blend garment and background; drop them unless the garment is tiny.
     eroded = cv2.erode(small_mask.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     if eroded.sum() >= 200:
         small_mask = eroded
     elif not small_mask.any():
         small_mask = cv2.resize(mask.astype(np.uint8), small.size, interpolation=cv2.INTER_NEAREST) > 0
-    return rgb, small_mask
+    return rgb, small_mask, surround
 
 
 def _lightness_mottle(rgb: np.ndarray, mask: np.ndarray) -> float:
@@ -187,37 +193,9 @@ def _lightness_mottle(rgb: np.ndarray, mask: np.ndarray) -> float:
     return float(values.std())
 
 
-def _dominant_lab(pixels_rgb: np.ndarray) -> np.ndarray:
-    """Centre of the largest colour: Lab k-means clusters, grouped when they are one colour in light and shade."""
-    if len(pixels_rgb) > _MAX_SAMPLES:
-        pixels_rgb = pixels_rgb[np.linspace(0, len(pixels_rgb) - 1, _MAX_SAMPLES).astype(np.int64)]
-    lab = srgb_to_lab(pixels_rgb)
-    k = min(_CLUSTERS, len(lab))
-    cv2.setRNGSeed(12345)  # k-means++ seeding: same photo, same answer
-    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_MAX_ITER, 20, 0.2)
-    _, labels, centres = cv2.kmeans(lab, k, None, criteria, 1, cv2.KMEANS_PP_CENTERS)
-    counts = np.bincount(labels.ravel(), minlength=k).astype(np.float64)
-    best_total, best_centre = -1.0, centres[0]
-    unassigned = list(np.argsort(-counts))
-    while unassigned:
-        seed = unassigned[0]
-        group = [i for i in unassigned if ciede2000(centres[seed], centres[i]) <= _SAME_COLOUR_DE]
-        unassigned = [i for i in unassigned if i not in group]
-        total = counts[group].sum()
-        if total > best_total:
-            best_total = total
-            best_centre = (centres[group] * counts[group, None]).sum(axis=0) / total
-    return best_centre
-
-
-def dominant_color(image: Image.Image, mask: np.ndarray) -> GarmentColor:
-    """The garment's main colour, from the masked pixels only, named the way a seller would."""
-    rgb, small_mask = _working_copy(image, mask)
-    lab = _dominant_lab(rgb[small_mask])
-    name = nearest_color_name(lab)
-    if name in _GREYS and _lightness_mottle(rgb, small_mask) >= _HEATHER_MOTTLE:
-        name = HEATHER_GREY
-    return GarmentColor(name=name, hex=_rgb_to_hex(lab_to_srgb(lab)[0]))
+def is_heather(name: str, rgb: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether a grey garment is flecked light and dark (a heather or marl knit) rather than plain."""
+    return name in _GREYS and _lightness_mottle(rgb, mask) >= _HEATHER_MOTTLE
 
 
 def color_from_hex(value: str) -> GarmentColor:

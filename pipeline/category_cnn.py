@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,9 @@ WEIGHTS_PATH = Path(__file__).resolve().parent / "models" / "category_cnn.safete
 CLASSES = ("dress", "longsleeve", "outwear", "pants", "shirt", "shorts", "skirt", "t-shirt")
 CLASS_CATEGORY = {"dress": "dress", "outwear": "outerwear", "pants": "bottom", "shorts": "bottom",
                   "skirt": "bottom", "shirt": "top", "longsleeve": "top", "t-shirt": "top"}
+# What a listing calls a garment of each class.
+CLASS_GARMENT_TYPE = {"dress": "dress", "outwear": "jacket", "pants": "trousers", "shorts": "shorts",
+                      "skirt": "skirt", "shirt": "shirt", "longsleeve": "long-sleeve top", "t-shirt": "t-shirt"}
 WIDTHS = (32, 64, 128, 192)
 
 
@@ -54,12 +58,21 @@ def to_tensor(images: np.ndarray, masks: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
 
-def category_probabilities(class_probabilities: np.ndarray) -> dict[str, float]:
-    """Per category, the summed probability of its classes."""
+@dataclass(frozen=True)
+class TrainedAnswer:
+    scores: dict[str, float]        # probability per category: the sum over its classes
+    garment_type: dict[str, str]    # per category, the type of its likeliest class ("t-shirt", "skirt")
+
+
+def answer_from(class_probabilities: np.ndarray) -> TrainedAnswer:
+    """Per category, the summed probability of its classes and the type of its likeliest class."""
     totals: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
     for name, probability in zip(CLASSES, class_probabilities):
-        totals[CLASS_CATEGORY[name]] = totals.get(CLASS_CATEGORY[name], 0.0) + float(probability)
-    return totals
+        category = CLASS_CATEGORY[name]
+        totals[category] = totals.get(category, 0.0) + float(probability)
+        best[category] = max(best.get(category, (-1.0, "")), (float(probability), CLASS_GARMENT_TYPE[name]))
+    return TrainedAnswer(scores=totals, garment_type={category: kind for category, (_, kind) in best.items()})
 
 
 class TrainedCategoryModel:
@@ -88,13 +101,13 @@ class TrainedCategoryModel:
             raise BackendUnavailableError(f"The trained category model {path.name} cannot be read: {error}") from None
         return cls(model, path.name)
 
-    def predict(self, rgb: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-        """Calibrated probability per category of the garment in `rgb` (any size) under `mask`."""
+    def predict(self, rgb: np.ndarray, mask: np.ndarray) -> TrainedAnswer:
+        """Calibrated probability per category of the garment in `rgb` (any size) under `mask`, and its type."""
         image, square_mask = garment_square(rgb, mask)
         batch = to_tensor(image[None], square_mask[None])
         with self._lock, torch.inference_mode():
             logits = self.model(batch)[0] / self.model.temperature
-        return category_probabilities(torch.softmax(logits, dim=0).numpy())
+        return answer_from(torch.softmax(logits, dim=0).numpy())
 
 
 def describe() -> str:

@@ -15,7 +15,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageColor
 
-from pipeline.attributes import ciede2000, color_from_hex, dominant_color, parse_category, srgb_to_lab
+from pipeline.attributes import ciede2000, color_from_hex, parse_category, srgb_to_lab
+from pipeline.colours import dominant_color
 from pipeline.cutout import cut_out
 from pipeline.errors import InputError, SegmentationError
 from pipeline.poses import keypoints_to_pixels

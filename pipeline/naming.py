@@ -12,9 +12,10 @@ UNKNOWN = "garment"
 
 
 def garment_name(garment: Mapping[str, Any]) -> str:
-    """A file-name slug from the garment's colour and category: "navy-top", "heather-grey-dress", "navy-garment"
-    when the category is unknown, "garment" when neither is known. ASCII, lowercase, hyphens, at most 40 chars."""
-    words = f"{garment.get('detected_color') or ''} {garment.get('category') or UNKNOWN}"
+    """A file-name slug from the garment's listing title ("navy-striped-t-shirt"), or, without one, from its colour
+    and category: "navy-top", "navy-garment" when the category is unknown, "garment" when neither is known.
+    ASCII, lowercase, hyphens, at most 40 chars."""
+    words = garment.get("title") or f"{garment.get('detected_color') or ''} {garment.get('category') or UNKNOWN}"
     ascii_words = unicodedata.normalize("NFKD", words).encode("ascii", "ignore").decode("ascii").lower()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_words).strip("-")
     if len(slug) > MAX_NAME_LENGTH:  # cut at a word where there is one

@@ -25,7 +25,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.attributes import color_from_hex, dominant_color, parse_category
+from pipeline.attributes import PALETTE, color_from_hex, parse_category
+from pipeline.colours import listing_colours
 from pipeline.category_model import predict_category, resolve_category_model
 from pipeline.errors import (
     BackendUnavailableError,
@@ -54,7 +55,9 @@ from pipeline.generation import (
 )
 from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.plans import MEGABYTE, Plan, day_start, plan_for, resets_in, upgrade_hint
+from pipeline.listing import clean_title, suggest_title
 from pipeline.naming import garment_name, numbered
+from pipeline.pattern import parse_pattern
 from pipeline.presets import MARKETPLACES, MarketplacePreset, get_marketplace, parse_background
 from pipeline.thumbnails import thumbnail_jpeg
 from pipeline.jobs import JobContext, JobRunner
@@ -80,7 +83,9 @@ DEFAULT_MARKETPLACES = ("ebay",)
 MAX_CLOSET = 100_000  # garments one closet-wide call looks at
 POLL_SECONDS = 0.5  # how often a closet waiting for a free job slot looks again
 SLOT_WAIT_SECONDS = 600  # how long it waits on jobs started elsewhere before it gives up
-LISTING_COLUMNS = ("garment_id", "name", "category", "color", "color_hex", "files")
+LISTING_COLUMNS = ("garment_id", "name", "title", "category", "garment_type", "color", "color_hex", "secondary_color",
+                   "pattern", "files")
+NO_SECONDARY_COLOR = "none"  # what a seller sends to say the garment has no second colour
 
 
 @dataclass(frozen=True)
@@ -323,16 +328,24 @@ class Studio:
                             points: list) -> dict[str, Any]:
         if not segmentation.mask.any():
             raise InputError("That cut-out is empty: click on the garment to add it back.")
-        color = dominant_color(image, segmentation.mask)
         values: dict[str, Any] = {
             "segmentation_backend": segmentation.backend, "status": "segmented", "error_message": None,
-            "detected_color": color.name, "detected_color_hex": color.hex, "mask_points": [list(p) for p in points],
+            "mask_points": [list(p) for p in points],
         }
         if garment["category_source"] != "user":
             prediction = predict_category(image, segmentation.mask, self.settings.category_backend,
                                           self.settings.category_model)
             values.update(category=prediction.category, category_source=prediction.backend,
-                          category_confidence=round(prediction.confidence, 4))
+                          category_confidence=round(prediction.confidence, 4),
+                          category_alternative=prediction.alternative, garment_type=prediction.garment_type)
+        if garment["color_source"] != "user":
+            colours = listing_colours(image, segmentation.mask, values.get("garment_type", garment["garment_type"]))
+            secondary = colours.secondary
+            values.update(detected_color=colours.color.name, detected_color_hex=colours.color.hex,
+                          secondary_color=secondary.name if secondary else None,
+                          secondary_color_hex=secondary.hex if secondary else None,
+                          pattern=colours.pattern, color_source="detected")
+        values.update(_suggested_title({**garment, **values}))
         encoded_mask = _encode_mask(segmentation.mask)
         thumbnail = thumbnail_jpeg(image, segmentation.mask)
         written = [self.files.write("masks", encoded_mask, ".png")]
@@ -354,25 +367,42 @@ class Studio:
         return get_segmenter(backend or self.settings.segmentation_backend, self.settings.sam_model, for_refinement)
 
     def update_garment(self, garment_id: str, category: str | None = None, color_name: str | None = None,
-                       color_hex: str | None = None) -> dict[str, Any]:
-        """Stores the seller's corrections. Empty values leave a field as it is."""
-        self._garment(garment_id)
+                       color_hex: str | None = None, secondary_color: str | None = None, pattern: str | None = None,
+                       title: str | None = None) -> dict[str, Any]:
+        """Stores the seller's corrections; None leaves a field as it is. What the seller sets stays when the garment
+        is cut out again. `secondary_color` "none" removes the second colour; a `title` of "" (or only spaces) goes
+        back to the suggested one, which follows the other attributes until the seller writes their own."""
+        garment = self._garment(garment_id)
         values: dict[str, Any] = {}
         if category:
-            values.update(category=parse_category(category), category_source="user", category_confidence=None)
+            chosen = parse_category(category)
+            values.update(category=chosen, category_source="user", category_confidence=None,
+                          category_alternative=None)
+            if chosen != garment["category"]:
+                values["garment_type"] = None  # "t-shirt" no longer says what a dress is
         if color_hex:
             named = color_from_hex(color_hex)
             values.update(detected_color=named.name, detected_color_hex=named.hex)
-        if color_name is not None and not isinstance(color_name, str):
-            raise InputError(f"A colour name is text such as navy, not {color_name!r}.")
-        # control characters (and lone surrogates) become spaces, and runs of spaces one
-        name = " ".join("".join(ch if ch.isprintable() else " " for ch in color_name or "").split()).lower()
+        name = _colour_name(color_name, "colour")
         if name:
-            if len(name) > MAX_COLOR_NAME_LENGTH:
-                raise InputError(f"A colour name can be at most {MAX_COLOR_NAME_LENGTH} characters long.")
             values["detected_color"] = name
+        second = _colour_name(secondary_color, "second colour")
+        if second == NO_SECONDARY_COLOR:
+            values.update(secondary_color=None, secondary_color_hex=None)
+        elif second:
+            shades = PALETTE.get(second)
+            values.update(secondary_color=second, secondary_color_hex=shades[0] if shades else None)
+        if pattern:
+            values["pattern"] = parse_pattern(pattern)
+        if values.keys() & {"detected_color", "secondary_color", "pattern"}:
+            values["color_source"] = "user"
+        if title is not None:
+            own = clean_title(title)
+            values.update(title=own or None, title_source="user" if own else "detected")
         if not values:
-            raise InputError("Nothing to change: give a category, a colour name or a colour hex such as #1f2a44.")
+            raise InputError("Nothing to change: give a category, a colour name or hex such as #1f2a44, a second "
+                             "colour, a pattern or a title.")
+        values.update(_suggested_title({**garment, **values}))
         return self._public_garment(self.database.update_garment(garment_id, **values))
 
     def get_garment(self, garment_id: str) -> dict[str, Any]:
@@ -860,8 +890,9 @@ class Studio:
                          for number, output in enumerate(outputs, start=1)]
                 for file_name, output in zip(files, outputs):
                     archive.write(self.files.path(output["image_url"]), f"{name}/{file_name}")
-                rows.append([garment["id"], name, garment["category"], garment["detected_color"],
-                             garment["detected_color_hex"], ";".join(files)])
+                rows.append([garment["id"], name, garment["title"], garment["category"], garment["garment_type"],
+                             garment["detected_color"], garment["detected_color_hex"], garment["secondary_color"],
+                             garment["pattern"], ";".join(files)])
             archive.writestr("listing.csv", _csv_text(LISTING_COLUMNS, rows))
         for _, outputs in listings:
             for output in outputs:
@@ -1025,6 +1056,27 @@ def _csv_cell(value: Any) -> str:
     """A cell a spreadsheet shows as text: colour names are typed by sellers, and "=..." would run as a formula."""
     text = "" if value is None else str(value)
     return "'" + text if text[:1] in ("=", "+", "-", "@") else text
+
+
+def _colour_name(value: object, what: str) -> str:
+    """A colour name the seller typed, lowercase with single spaces; "" when None or blank."""
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"A {what} name is text such as navy, not {value!r}.")
+    # control characters (and lone surrogates) become spaces, and runs of spaces one
+    name = " ".join("".join(ch if ch.isprintable() else " " for ch in value or "").split()).lower()
+    if len(name) > MAX_COLOR_NAME_LENGTH:
+        raise InputError(f"A {what} name can be at most {MAX_COLOR_NAME_LENGTH} characters long.")
+    return name
+
+
+def _suggested_title(garment: dict[str, Any]) -> dict[str, Any]:
+    """The title the attributes suggest, unless the seller wrote their own."""
+    if garment.get("title_source") == "user":
+        return {}
+    return {"title": suggest_title(garment.get("category"), garment.get("detected_color"),
+                                   garment.get("secondary_color"), garment.get("pattern"),
+                                   garment.get("garment_type")),
+            "title_source": "detected"}
 
 
 def _encode_mask(mask: np.ndarray) -> bytes:

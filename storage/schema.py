@@ -16,6 +16,7 @@ from sqlite_utils.migrations import Migrations
 
 SUBSCRIPTION_PLANS = ("free", "pro", "enterprise")
 GARMENT_CATEGORIES = ("top", "bottom", "dress", "outerwear")
+GARMENT_PATTERNS = ("solid", "striped", "checked", "floral", "print", "graphic")
 GARMENT_STATUSES = ("uploaded", "segmented", "failed")
 GENERATION_STATUSES = ("pending", "processing", "completed", "failed")
 ASPECT_RATIOS = ("1:1", "4:5", "3:4")
@@ -235,3 +236,24 @@ def m008_trained_category_source(db: Database) -> None:
     db.execute(f"PRAGMA schema_version = {version + 1}")
     db.execute("PRAGMA writable_schema = OFF")
 
+
+
+ATTRIBUTE_SOURCES = ("detected", "user")
+
+
+@migrations()
+def m009_listing_words(db: Database) -> None:
+    """What a listing says about the garment: a second colour (NULL: none), the pattern, what kind of garment it is
+    ("t-shirt", "jeans"; NULL: only the category is known), the category the model thought next likeliest (the
+    page asks the seller to choose between the two when unsure), and a listing title. `color_source` and
+    `title_source` say whether the seller wrote them ('user': a new cut-out keeps them) or the studio did."""
+    hex_check = "GLOB '#[0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f][0-9a-f]'"
+    db.execute("ALTER TABLE garments ADD COLUMN secondary_color TEXT")
+    db.execute(f"ALTER TABLE garments ADD COLUMN secondary_color_hex TEXT CHECK (secondary_color_hex {hex_check})")
+    db.execute(f"ALTER TABLE garments ADD COLUMN pattern TEXT {_one_of('pattern', GARMENT_PATTERNS)}")
+    db.execute(f"ALTER TABLE garments ADD COLUMN color_source TEXT {_one_of('color_source', ATTRIBUTE_SOURCES)}")
+    db.execute("ALTER TABLE garments ADD COLUMN garment_type TEXT")
+    db.execute(f"ALTER TABLE garments ADD COLUMN category_alternative TEXT "
+               f"{_one_of('category_alternative', GARMENT_CATEGORIES)}")
+    db.execute("ALTER TABLE garments ADD COLUMN title TEXT")
+    db.execute(f"ALTER TABLE garments ADD COLUMN title_source TEXT {_one_of('title_source', ATTRIBUTE_SOURCES)}")

@@ -204,7 +204,8 @@ def test_a_whole_closet_through_the_api(client, studio, tmp_path):
 
     archive = zipfile.ZipFile(client.predict("ebay", api_name="/export_marketplace"))
     photos = sorted(name for name in archive.namelist() if name.endswith(".jpg"))
-    names = {g["id"]: f"{g['detected_color']}-{g['category']}" for g in closet["garments"]}
+    names = {g["id"]: g["title"].lower().replace(" ", "-") for g in closet["garments"]}
+    assert sorted(g["title"].split()[0] for g in closet["garments"]) == ["Navy", "Red"]
     assert photos == sorted(f"{name}/{name}-ebay-1.jpg" for name in names.values()), photos
     rows = list(csv.DictReader(io.StringIO(archive.read("listing.csv").decode())))
     assert sorted(row["color"] for row in rows) == ["navy", "red"]

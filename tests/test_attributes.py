@@ -9,11 +9,11 @@ from pipeline.attributes import (
     GarmentColor,
     ciede2000,
     color_from_hex,
-    dominant_color,
     guess_category,
     parse_category,
     srgb_to_lab,
 )
+from pipeline.colours import dominant_color
 from pipeline.errors import InputError
 
 # Sharma, Wu & Dalal (2005), "The CIEDE2000 color-difference formula", Table 1 (pairs 1-4, 7, 13-17, 19, 21-26, 35,

@@ -36,11 +36,15 @@ def test_segment_writes_masks_and_prints_json_lines(tmp_path, photo_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [Path(line["image"]).name for line in lines] == ["navy tee.jpg", "second.png"]
     for line, size in zip(lines, [(600, 800), (800, 600)]):
-        assert set(line) == {"image", "mask", "category", "color", "hex", "backend", "seconds"}
-        assert line["backend"] == "fused" and line["color"] == "navy"
+        assert set(line) == {"image", "mask", "category", "category_confidence", "garment_type", "color", "hex",
+                             "secondary_color", "pattern", "title", "backend", "seconds"}
+        assert line["backend"] == "fused"
         with Image.open(line["mask"]) as mask:
             assert mask.mode == "L" and mask.size == size
     assert (tmp_path / "masks" / "navy tee.png").is_file()
+    upright = lines[0]
+    assert upright["color"] == "navy" and upright["pattern"] == "solid" and upright["secondary_color"] is None
+    assert upright["title"] == f"Navy {upright['garment_type'].title()}"
 
 
 def test_generate_writes_photos_and_stores_them(tmp_path, photo_path):

@@ -150,19 +150,24 @@ def test_the_ebay_export_has_a_folder_per_garment_real_photo_first_and_a_listing
     studio.generate(second["id"], marketplaces=["ebay", "depop"], wait=True)
     zip_path = studio.export_marketplace("eBay", folder=tmp_path)
     assert zip_path.parent == tmp_path
+    assert first["title"] == second["title"] == "Navy T-Shirt"  # folders and files are named after the title
     with zipfile.ZipFile(zip_path) as archive:
         assert sorted(archive.namelist()) == [
-            "listing.csv", "navy-top-2/navy-top-2-ebay-1.jpg",
-            "navy-top/navy-top-ebay-1.jpg", "navy-top/navy-top-ebay-2.jpg"]
+            "listing.csv", "navy-t-shirt-2/navy-t-shirt-2-ebay-1.jpg",
+            "navy-t-shirt/navy-t-shirt-ebay-1.jpg", "navy-t-shirt/navy-t-shirt-ebay-2.jpg"]
         ebay_real = next(o for o in real if o["marketplace"] == "ebay")
-        assert archive.read("navy-top/navy-top-ebay-1.jpg") == studio.file_path(ebay_real["image_url"]).read_bytes()
-        assert archive.read("navy-top/navy-top-ebay-2.jpg") == studio.file_path(generated["image_url"]).read_bytes()
+        assert archive.read("navy-t-shirt/navy-t-shirt-ebay-1.jpg") == \
+            studio.file_path(ebay_real["image_url"]).read_bytes()
+        assert archive.read("navy-t-shirt/navy-t-shirt-ebay-2.jpg") == \
+            studio.file_path(generated["image_url"]).read_bytes()
         rows = list(csv.reader(io.StringIO(archive.read("listing.csv").decode())))
     assert rows == [
-        ["garment_id", "name", "category", "color", "color_hex", "files"],
-        [first["id"], "navy-top", "top", "navy", first["detected_color_hex"],
-         "navy-top-ebay-1.jpg;navy-top-ebay-2.jpg"],
-        [second["id"], "navy-top-2", "top", "navy", second["detected_color_hex"], "navy-top-2-ebay-1.jpg"]]
+        ["garment_id", "name", "title", "category", "garment_type", "color", "color_hex", "secondary_color",
+         "pattern", "files"],
+        [first["id"], "navy-t-shirt", "Navy T-Shirt", "top", "t-shirt", "navy", first["detected_color_hex"], "",
+         "solid", "navy-t-shirt-ebay-1.jpg;navy-t-shirt-ebay-2.jpg"],
+        [second["id"], "navy-t-shirt-2", "Navy T-Shirt", "top", "t-shirt", "navy", second["detected_color_hex"], "",
+         "solid", "navy-t-shirt-2-ebay-1.jpg"]]
     square = next(o for o in real if o["marketplace"] is None)
     assert studio.get_output(square["id"])["download_count"] == 0  # not made for eBay, not exported
     assert studio.get_output(ebay_real["id"])["download_count"] == 1
@@ -175,11 +180,11 @@ def test_the_export_keeps_to_the_marketplace_photo_limit_and_to_starred_photos(s
     garment = studio.upload_garment(small_photo(tmp_path, "a.jpg"))
     outputs = [studio.generate(garment["id"], marketplaces=["depop"], wait=True)["outputs"][0] for _ in range(3)]
     with zipfile.ZipFile(studio.export_marketplace("depop", garment_ids=[garment["id"]], folder=tmp_path)) as zf:
-        assert sorted(zf.namelist()) == ["listing.csv", "navy-top/navy-top-depop-1.jpg",
-                                         "navy-top/navy-top-depop-2.jpg"]
+        assert sorted(zf.namelist()) == ["listing.csv", "navy-t-shirt/navy-t-shirt-depop-1.jpg",
+                                         "navy-t-shirt/navy-t-shirt-depop-2.jpg"]
     studio.set_favorite(outputs[2]["id"], True)
     with zipfile.ZipFile(studio.export_marketplace("depop", favorites_only=True, folder=tmp_path)) as zf:
-        assert zf.read("navy-top/navy-top-depop-1.jpg") == studio.file_path(outputs[2]["image_url"]).read_bytes()
+        assert zf.read("navy-t-shirt/navy-t-shirt-depop-1.jpg") == studio.file_path(outputs[2]["image_url"]).read_bytes()
         assert len(zf.namelist()) == 2
 
 
@@ -193,6 +198,8 @@ def test_an_export_without_photos_for_the_marketplace_says_what_to_do(studio, tm
 
 
 def test_garment_names_are_short_ascii_slugs_made_unique_in_an_export():
+    assert garment_name({"title": "Navy & Cream Striped T-Shirt", "detected_color": "navy"}) == \
+        "navy-cream-striped-t-shirt"
     assert garment_name({"detected_color": "navy", "category": "top"}) == "navy-top"
     assert garment_name({"detected_color": "heather grey", "category": "dress"}) == "heather-grey-dress"
     assert garment_name({"detected_color": None, "category": None}) == "garment"

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from conftest import garment_photo
-from pipeline.attributes import dominant_color
+from pipeline.colours import dominant_color
 from pipeline.cutout import cut_out
 from pipeline.errors import InputError, SegmentationError
 from pipeline.fidelity import FIDELITY_THRESHOLD, FidelityScore, fidelity_score, garment_region

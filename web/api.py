@@ -30,7 +30,8 @@ class StudioAPI:
     def upload_garment(self, photo: FileData, segment: bool = True, backend: str = "", request: gr.Request = None) -> dict:
         """Upload a garment photo (JPEG, PNG, WebP or HEIC). Cuts the garment out unless `segment` is false
         (backend auto, fused, classic or sam; empty for the studio's setting) and returns the garment: id, status,
-        category, category_source, detected_color, detected_color_hex, mask_image_url, segmentation_backend, ..."""
+        category, category_source, category_confidence, detected_color, detected_color_hex, secondary_color,
+        pattern, garment_type, title, mask_image_url, segmentation_backend, ..."""
         path, name = _file_path_and_name(photo)
         return self.access.studio_for(request).upload_garment(path, filename=name, segment=bool(segment), backend=backend or None)
 
@@ -54,9 +55,16 @@ class StudioAPI:
         garment and 0 for background. Returns the garment, with the points in `mask_points`."""
         return self.access.studio_for(request).refine_garment(garment_id, points, backend or None)
 
-    def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "", request: gr.Request = None) -> dict:
-        """Correct the category (top, bottom, dress, outerwear) and/or colour; empty values are left as they are."""
-        return self.access.studio_for(request).update_garment(garment_id, category or None, color_name or None, color_hex or None)
+    def update_garment(self, garment_id: str, category: str = "", color_name: str = "", color_hex: str = "",
+                       secondary_color: str = "", pattern: str = "", title: str = "",
+                       use_suggested_title: bool = False, request: gr.Request = None) -> dict:
+        """Correct what the studio detected: category (top, bottom, dress, outerwear), colour (name and/or hex),
+        secondary_color (a name, or "none"), pattern (solid, striped, checked, floral, print, graphic) and the
+        listing title. Empty values are left as they are; what you set is kept when the garment is cut out again.
+        `use_suggested_title` drops your own title for the one the studio suggests from the attributes."""
+        return self.access.studio_for(request).update_garment(
+            garment_id, category or None, color_name or None, color_hex or None, secondary_color or None,
+            pattern or None, "" if use_suggested_title else (title or None))
 
     def generate(self, garment_id: str, model_id: str = GHOST_MODEL_ID, aspect_ratios: list[str] | None = None,
                  marketplaces: list[str] | None = None, background: str = DEFAULT_BACKGROUND,
