@@ -296,10 +296,18 @@ def forget_category_classifiers() -> None:
     _classifiers.clear()
 
 
+# How often the shape heuristic is right when it says each category, measured on the 2,747 training flat lays
+# (its own cut-outs; the heuristic learns nothing from them): its confidence, so that a guessed dress or coat is
+# asked about and not stated.
+HEURISTIC_PRECISION = {"top": 0.81, "bottom": 0.84, "dress": 0.47, "outerwear": 0.31}
+
+
 def heuristic_prediction(mask: np.ndarray) -> CategoryPrediction:
     """The mask-shape guess, in the same form as a model's prediction."""
     category = guess_category(np.asarray(mask))
-    return CategoryPrediction(category=category, confidence=1.0, backend="heuristic", scores={category: 1.0})
+    confidence = HEURISTIC_PRECISION[category]
+    return CategoryPrediction(category=category, confidence=confidence, backend="heuristic",
+                              scores={category: confidence})
 
 
 def trained_prediction(image: Image.Image, mask: np.ndarray) -> CategoryPrediction:

@@ -188,7 +188,7 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     single_photo_taps = seller.taps
     assert single_photo_taps <= 4
     download = download_info.value
-    assert re.fullmatch(r"navy-top-ebay-1\.jpg|navy-[a-z]+-ebay-1\.jpg", download.suggested_filename), \
+    assert re.fullmatch(r"navy-[a-z-]+-ebay-1\.jpg", download.suggested_filename), \
         download.suggested_filename
     target = tmp_path / "downloads" / download.suggested_filename
     download.save_as(target)
@@ -209,12 +209,22 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     assert all(g["status"] == "segmented" for g in garments.values())
     red_garment = garments["red tee.jpg"]
     new_category = "outerwear" if red_garment["category"] != "outerwear" else "dress"
+    title = page.locator("#listing-title textarea, #listing-title input").first
+    expect(title).to_have_value(red_garment["title"])  # suggested from what the studio saw: "Red T-Shirt"
+    assert red_garment["title"].startswith("Red ")
     page.get_by_label(new_category, exact=True).check()
-    expect(closet.get_by_text(re.compile(rf"^{new_category.capitalize()} · ")).first).to_be_attached()
+    expect(title).not_to_have_value(red_garment["title"])  # the suggestion follows the category: "Red Jacket"
     saved = studio.get_garment(red_garment["id"])
     assert saved["category"] == new_category and saved["category_source"] == "user"
+    expect(title).to_have_value(saved["title"])
+    expect(closet.get_by_text(saved["title"]).first).to_be_attached()
+    title.fill("Vintage red tee, barely worn")
+    title.press("Enter")
+    expect(closet.get_by_text("Vintage red tee, barely worn").first).to_be_attached()
     seller.no_wider_than_the_screen()
     seller.shot("04-category-fixed")
+    saved = studio.get_garment(red_garment["id"])
+    assert saved["title"] == "Vintage red tee, barely worn" and saved["title_source"] == "user"
 
     # generate for the whole closet (on light grey this time), then one eBay zip for all of it
     page.get_by_label("Light grey", exact=True).check()
@@ -236,6 +246,7 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     names = archive.namelist()
     folders = {name.split("/")[0] for name in names if "/" in name}
     assert len(folders) == 3 and "listing.csv" in names, names
+    assert "vintage-red-tee-barely-worn" in folders, folders  # the seller's own title names the files
     assert all(re.fullmatch(r"[a-z0-9-]+/[a-z0-9-]+-ebay-\d+\.jpg", name) for name in names if "/" in name), names
     rows = list(csv.DictReader(io.StringIO(archive.read("listing.csv").decode())))
     assert {row["category"] for row in rows} >= {new_category}
@@ -269,7 +280,7 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     open_tab(page, "Closet")
     page.get_by_text("Delete a garment").click()
     page.get_by_label("Garment to delete", exact=True).click()
-    page.get_by_role("option", name=re.compile(r"· green")).click()
+    page.get_by_role("option", name=re.compile(r"^Green ")).click()
     expect(page.get_by_role("button", name="Yes, delete it for good")).to_have_count(0)
     page.get_by_role("button", name="Delete this garment…").click()
     page.get_by_role("button", name="Yes, delete it for good").click()

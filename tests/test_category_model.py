@@ -160,7 +160,8 @@ def test_the_heuristic_answers_with_its_one_guess():
     image, mask = garment_photo(size=(120, 160))
     prediction = predict_category(image, mask, backend="heuristic")
     assert prediction.backend == "heuristic"
-    assert prediction.scores == {prediction.category: 1.0}
+    assert prediction.scores == {prediction.category: HEURISTIC_PRECISION[prediction.category]}
+    assert prediction.confidence < 1.0 and prediction.alternative is None
 
 
 def test_clip_never_falls_back_silently():

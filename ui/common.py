@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from pipeline.category_model import CONFIDENT_FROM
 from pipeline.presets import MARKETPLACES
 from pipeline.studio import Studio
 from web.access import Access
@@ -14,7 +15,6 @@ from web.served_files import ServedFiles
 
 PRIVATE = {"api_visibility": "private"}  # UI events are not API endpoints; the API has its own (web/api.py)
 POLL_SECONDS = 0.2
-UNCERTAIN_BELOW = 0.6  # a category less sure than this asks the seller to check it
 
 CSS = """
 .gradio-container {max-width: 1100px !important; margin: 0 auto;}
@@ -51,15 +51,32 @@ def category_is_uncertain(garment: dict) -> bool:
     if garment.get("category_source") == "user" or not garment.get("category"):
         return False
     confidence = garment.get("category_confidence")
-    return garment.get("category_source") == "heuristic" or confidence is None or confidence < UNCERTAIN_BELOW
+    return confidence is None or confidence < CONFIDENT_FROM
+
+
+def category_question(garment: dict) -> str:
+    """What the page asks when the category is uncertain: "Is this a dress or a top?"; "Category" otherwise."""
+    if not category_is_uncertain(garment):
+        return "Category"
+    alternative = garment.get("category_alternative")
+    options = f"{_with_article(garment['category'])} or {_with_article(alternative)}" if alternative else \
+        _with_article(garment["category"])
+    return f"Is this {options}? Tap to confirm"
+
+
+def _with_article(category: str) -> str:
+    return {"top": "a top", "bottom": "a bottom (trousers, skirt, shorts)", "dress": "a dress",
+            "outerwear": "outerwear (a coat or jacket)"}.get(category, category)
 
 
 def garment_caption(garment: dict) -> str:
     """One line under a closet thumbnail: category and colour, or what went wrong."""
     if garment["status"] == "failed":
         return "⚠ cut-out failed: tap to fix"
+    check = f" · {garment['category']}?" if category_is_uncertain(garment) else ""  # the review asks which
+    if garment.get("title"):
+        return f"{garment['title']}{check}"
     category = (garment.get("category") or "garment").capitalize()
-    check = "?" if category_is_uncertain(garment) else ""  # the review says "please check"
     return f"{category}{check} · {garment.get('detected_color') or 'colour?'}"
 
 

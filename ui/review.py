@@ -1,4 +1,5 @@
-"""Review one garment: its cut-out as it will be used, taps to fix it, and its category and colour as chips."""
+"""Review one garment: its cut-out as it will be used, taps to fix it, and what its listing will say: the title,
+category, colours and pattern, each editable."""
 
 from __future__ import annotations
 
@@ -8,14 +9,19 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from pipeline.attributes import CATEGORIES
+from pipeline.listing import MAX_TITLE_LENGTH
+from pipeline.pattern import PATTERNS
 from pipeline.cutout import stray_regions
 from pipeline.previews import cutout_preview, preview_scale, thumbnail
 from pipeline.segmentation import backend_label
 from pipeline.studio import Studio
-from ui.common import PRIVATE, UIContext, category_is_uncertain
+from ui.common import PRIVATE, UIContext, category_question
 from web.errors import explained
 
 CUTOUT_VIEW, PHOTO_VIEW = "Cut-out", "Photo"
+# The garment's column behind each editable field.
+STORED = {"title": "title", "category": "category", "color_name": "detected_color", "color_hex": "detected_color_hex",
+          "secondary_color": "secondary_color", "pattern": "pattern"}
 ADD, REMOVE = "Add to garment", "Remove"
 
 
@@ -29,14 +35,21 @@ class Review:
     category: gr.Radio
     color_name: gr.Textbox
     color_hex: gr.ColorPicker
+    secondary_color: gr.Textbox
+    pattern: gr.Radio
+    title: gr.Textbox
     show: Callable[..., tuple] = lambda *args: ()  # (studio, garment_id) -> the values of `outputs`
     edited: list = field(default_factory=list)  # events after which the garment's caption may have changed
 
     @property
     def outputs(self) -> list:
         """What `show` fills, in its order."""
-        return [self.section, self.view, self.picture, self.note, self.clicks, self.category, self.color_name,
-                self.color_hex]
+        return [self.section, self.view, self.picture, self.note, self.clicks, *self.attributes]
+
+    @property
+    def attributes(self) -> list:
+        """The listing fields, in the order of `attribute_values`."""
+        return [self.title, self.category, self.color_name, self.color_hex, self.secondary_color, self.pattern]
 
 
 def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
@@ -54,12 +67,17 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                     undo = gr.Button("Undo", size="sm", min_width=80)
                     reset = gr.Button("Reset to automatic", size="sm", min_width=140)
                     save_cutout = gr.Button("Save cut-out", size="sm", variant="primary", min_width=100)
-                category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips")
+                title = gr.Textbox(label="Listing title", max_length=MAX_TITLE_LENGTH, elem_id="listing-title",
+                                   info="Suggested from what we see; type your own and it stays.")
+                category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips", elem_id="category")
                 with gr.Row(equal_height=True):
-                    color_name = gr.Textbox(label="Colour", scale=3, min_width=150)
+                    color_name = gr.Textbox(label="Colour", scale=3, min_width=120)
                     color_hex = gr.ColorPicker(label="Shade", scale=1, min_width=70)
+                    secondary_color = gr.Textbox(label="Second colour", placeholder="none", scale=3, min_width=120)
+                pattern = gr.Radio(list(PATTERNS), label="Pattern", elem_classes="chips")
     clicks = gr.State([])
-    review = Review(section, view, picture, note, clicks, category, color_name, color_hex)
+    review = Review(section, view, picture, note, clicks, category, color_name, color_hex, secondary_color, pattern,
+                    title)
 
     def picture_of(studio: Studio, chosen_id: str, shown: str, points: list) -> str | None:
         garment = studio.get_garment(chosen_id)
@@ -86,13 +104,11 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
 
     def show(studio: Studio, chosen_id: str, shown: str = CUTOUT_VIEW, points: list | None = None) -> tuple:
         if not chosen_id:
-            return (gr.Column(visible=False), CUTOUT_VIEW, None, "", [], None, "", None)
+            return (gr.Column(visible=False), CUTOUT_VIEW, None, "", [], "", None, "", None, "", None)
         garment = studio.get_garment(chosen_id)
         points = points or []
-        label = "Category · please check" if category_is_uncertain(garment) else "Category"
         return (gr.Column(visible=True), shown, picture_of(studio, chosen_id, shown, points),
-                note_for(studio, chosen_id, points), points, gr.Radio(value=garment["category"], label=label),
-                garment["detected_color"] or "", garment["detected_color_hex"] or None)
+                note_for(studio, chosen_id, points), points, *attribute_values(garment))
 
     review.show = show
 
@@ -138,26 +154,22 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         gr.Info("Cut-out saved.")
         return show(studio, chosen_id)
 
-    def on_category(chosen_id: str, value: str, request: gr.Request):
-        studio = ctx.studio_for(request)
-        if chosen_id and value:
-            studio.update_garment(chosen_id, category=value)
-        return gr.Radio(label="Category")
+    def edit(field: str) -> Callable:
+        """A handler storing one listing field as the seller set it; every field is shown again, since the
+        suggested title follows the others."""
+        def on_edit(chosen_id: str, value: str | None, request: gr.Request):
+            studio = ctx.studio_for(request)
+            if not chosen_id or (value is None and field != "title"):
+                return [gr.skip()] * len(review.attributes)
+            garment = studio.get_garment(chosen_id)
+            unchanged = str(value or "").strip().lower() == str(garment[STORED[field]] or "").lower()
+            if unchanged or (field != "title" and not str(value).strip()):
+                return attribute_values(garment)  # a box left as it was, or emptied, shows what is stored
+            return attribute_values(studio.update_garment(chosen_id, **{field: value}))
+        return on_edit
 
-    def on_color_name(chosen_id: str, value: str, request: gr.Request):
-        studio = ctx.studio_for(request)
-        if not chosen_id or not value.strip():
-            return gr.skip()
-        garment = studio.update_garment(chosen_id, color_name=value)
-        return garment["detected_color"]
-
-    def on_color_hex(chosen_id: str, value: str, request: gr.Request):
-        studio = ctx.studio_for(request)
-        if not chosen_id or not value:
-            return gr.skip()
-        garment = studio.update_garment(chosen_id, color_hex=value)
-        return garment["detected_color"]
-
+    ui = explained
+    fields = review.attributes
     ui = explained
     view.input(ui(on_view), [garment_id, view, clicks], picture, **PRIVATE)
     picture.select(ui(on_tap), [garment_id, clicks, mode, view], [picture, note, clicks, view], **PRIVATE)
@@ -165,9 +177,22 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
     review.edited = [
         reset.click(ui(on_reset), garment_id, review.outputs, **PRIVATE),
         save_cutout.click(ui(on_save_cutout), [garment_id, clicks], review.outputs, **PRIVATE),
-        category.input(ui(on_category), [garment_id, category], category, **PRIVATE),
-        color_name.submit(ui(on_color_name), [garment_id, color_name], color_name, **PRIVATE),
-        color_name.blur(ui(on_color_name), [garment_id, color_name], color_name, **PRIVATE),
-        color_hex.input(ui(on_color_hex), [garment_id, color_hex], color_name, **PRIVATE),
+        title.submit(ui(edit("title")), [garment_id, title], fields, **PRIVATE),
+        title.blur(ui(edit("title")), [garment_id, title], fields, **PRIVATE),
+        category.input(ui(edit("category")), [garment_id, category], fields, **PRIVATE),
+        color_name.submit(ui(edit("color_name")), [garment_id, color_name], fields, **PRIVATE),
+        color_name.blur(ui(edit("color_name")), [garment_id, color_name], fields, **PRIVATE),
+        color_hex.input(ui(edit("color_hex")), [garment_id, color_hex], fields, **PRIVATE),
+        secondary_color.submit(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
+        secondary_color.blur(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
+        pattern.input(ui(edit("pattern")), [garment_id, pattern], fields, **PRIVATE),
     ]
     return review
+
+
+def attribute_values(garment: dict) -> list:
+    """The listing fields' values for `Review.attributes`: the category asked about when the studio is unsure."""
+    return [garment.get("title") or "",
+            gr.Radio(value=garment["category"], label=category_question(garment)),
+            garment["detected_color"] or "", garment["detected_color_hex"] or None,
+            garment.get("secondary_color") or "", garment.get("pattern")]
