@@ -83,13 +83,13 @@ def listing_colours(image: Image.Image, mask: np.ndarray, garment_type: str | No
     corrected = without_colour_cast(rgb, surround)
     groups = colour_groups(_flat_pixels(corrected, garment))
     denim = garment_type in DENIM_TYPES
-    main_lab, main_share = groups[0]
+    main_lab = groups[0][0]
     name = photo_color_name(main_lab, denim)
     if is_heather(name, corrected, garment):
         name = HEATHER_GREY
     color = GarmentColor(name=name, hex=rgb_to_hex(lab_to_srgb(main_lab)[0]))
     secondary = _secondary(groups, color)
-    pattern = detect_pattern(corrected, garment, second_colour_share=1.0 - main_share)
+    pattern = detect_pattern(corrected, garment)
     return ListingColours(color=color, secondary=secondary, pattern=pattern)
 
 

@@ -14,6 +14,7 @@ from pipeline import category_model
 from pipeline.attributes import CATEGORIES
 from pipeline.category_model import (
     DEFAULT_CATEGORY_MODEL,
+    HEURISTIC_PRECISION,
     CategoryPrediction,
     ClipCategoryClassifier,
     garment_on_white,

@@ -271,6 +271,29 @@ def test_a_database_from_before_the_trained_model_accepts_it_and_still_checks(tm
     reopened.close()
 
 
+def test_garments_from_before_the_listing_words_keep_their_values_and_get_checked_new_ones(tmp_path):
+    from sqlite_utils import Database
+
+    old = Database(tmp_path / "studio.db")
+    migrations.apply(old, stop_before="m009_listing_words")
+    old["users"].insert({"id": "u1", "email": "a@b.c", "subscription_plan": "free", "created_at": "2026-01-01"})
+    old["garments"].insert({"id": "g1", "owner_id": "u1", "original_image_url": "originals/x.jpg", "width": 10,
+                            "height": 10, "status": "segmented", "created_at": "2026-01-01", "category": "top",
+                            "detected_color": "navy", "detected_color_hex": "#1f2a44"})
+    old.conn.close()
+    upgraded = StudioDatabase(tmp_path / "studio.db")
+    garment = upgraded.get_garment("g1")
+    assert (garment["detected_color"], garment["category"]) == ("navy", "top")
+    assert all(garment[column] is None for column in ("secondary_color", "secondary_color_hex", "pattern", "title",
+                                                      "title_source", "color_source", "garment_type",
+                                                      "category_alternative"))
+    for column, value in (("pattern", "tartan"), ("secondary_color_hex", "cream"), ("title_source", "guess"),
+                          ("color_source", "model"), ("category_alternative", "shoes")):
+        with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+            upgraded.update_garment("g1", **{column: value})
+    upgraded.close()
+
+
 def test_outputs_from_before_m005_get_their_owner(tmp_path):
     from sqlite_utils import Database
 
