@@ -40,6 +40,7 @@ _MAX_SAMPLES = 20_000
 _SAME_COLOUR_DE = 10.0        # clusters this close (CIEDE2000) are one colour
 _SHADE_CHROMA_DE = 7.0        # ...and so are clusters that differ in lightness only (a fold's shadow)
 _SHADE_LIGHTNESS = 28.0
+_SHADE_NEUTRAL_CHROMA = 10.0
 _SECONDARY_SHARE = 0.12       # a second colour covers at least this share of the garment
 _SECONDARY_DE = 15.0          # and is at least this far from the main colour
 
@@ -47,7 +48,9 @@ _FLAT_BELOW = 4.0            # Lab change per pixel: pixels sharper than this ar
 _FLAT_KEEP = 0.3             # ...left out of the colours unless fewer than this share of the garment is flat
 _EXPOSURE = 1.2              # photographed lightness -> the fabric's, for naming by the palette
 _NEUTRAL_CHROMA = 6.0        # below this chroma a colour is named white, grey or black by its lightness
+_WARM_NEUTRAL_CHROMA = 4.5  # ...and below this for yellowish and greenish hues, which are earth tones above it
 _BLUE_HUES = (250.0, 320.0)  # hue angles (degrees, CIELAB) of navy, denim and dull blues
+_EARTH_HUES = (60.0, 210.0)  # hue angles of khaki, beige, sage, olive and army green
 DENIM_TYPES = frozenset({"trousers", "jeans", "shorts"})  # dull blue ones of these are denim
 
 _CAST_NEUTRAL_CHROMA = 6.0    # a surround at most this colourful is neutral: its whole tint is the light's
@@ -99,19 +102,28 @@ def photo_color_name(lab: np.ndarray, denim: bool = False) -> str:
     lightness, a, b = (float(v) for v in lab)
     chroma = float(np.hypot(a, b))
     hue = float(np.degrees(np.arctan2(b, a)) % 360.0)
-    if _BLUE_HUES[0] <= hue <= _BLUE_HUES[1] and chroma >= 5.0 and lightness < 62 and (lightness < 40 or chroma < 15):
+    blue_from = 3.0 if 25 <= lightness < 40 else 5.0  # a mid-dark garment's slight blue is navy, not grey
+    if _BLUE_HUES[0] <= hue <= _BLUE_HUES[1] and chroma >= blue_from and lightness < 62 and (lightness < 40 or chroma < 15):
         if denim:
             return "denim blue"
         return "navy" if lightness < 40 else "blue"
-    if chroma < _NEUTRAL_CHROMA:
+    warm = _EARTH_HUES[0] <= hue <= _EARTH_HUES[1]
+    # light colours read greyer still; dull yellows and greens are earth tones sooner than they are greys
+    neutral_below = _NEUTRAL_CHROMA + max(0.0, lightness - 50.0) * 0.1 if not warm else _WARM_NEUTRAL_CHROMA
+    if chroma < neutral_below:
         for floor, name in ((66, "white"), (50, "light grey"), (36, "grey"), (24, "dark grey")):
             if lightness >= floor:
                 return name
         return "black"
-    if 60 <= hue <= 110 and chroma < 20 and lightness < 72:  # dull yellows and greens: the earth tones
-        return "army green" if lightness < 35 else "khaki" if lightness < 55 else "beige"
+    if warm and chroma < 20 and lightness < 72:  # the earth tones: greener ones sage and olive, yellower khaki
+        if lightness < 35:
+            return "army green"
+        if hue >= 95:
+            return "sage" if chroma < 12 else "olive"
+        return "khaki" if lightness < 55 else "beige"
     exposed = np.array([min(100.0, lightness * _EXPOSURE), a, b])
-    return nearest_color_name(exposed, lightness_weight=2.0)
+    name = nearest_color_name(exposed, lightness_weight=2.0)
+    return "blue" if name == "denim blue" and not denim else name  # denim is a fabric: jeans, not a blue shirt
 
 
 def _flat_pixels(rgb: np.ndarray, garment: np.ndarray) -> np.ndarray:
@@ -192,8 +204,11 @@ def colour_groups(pixels_rgb: np.ndarray) -> list[tuple[np.ndarray, float]]:
 def _one_colour(first: np.ndarray, second: np.ndarray) -> bool:
     if ciede2000(first, second) <= _SAME_COLOUR_DE:
         return True
+    # a fold's shadow: the same hue (or, for whites and greys, near no hue at all: shade is often warmer or
+    # cooler than the lit part), darker or lighter
     same_hue = np.hypot(*(first[1:] - second[1:])) <= _SHADE_CHROMA_DE
-    return bool(same_hue and abs(first[0] - second[0]) <= _SHADE_LIGHTNESS)
+    both_neutral = max(np.hypot(*first[1:]), np.hypot(*second[1:])) <= _SHADE_NEUTRAL_CHROMA
+    return bool((same_hue or both_neutral) and abs(first[0] - second[0]) <= _SHADE_LIGHTNESS)
 
 
 def _secondary(groups: list[tuple[np.ndarray, float]], main: GarmentColor) -> GarmentColor | None:

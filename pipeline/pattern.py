@@ -21,7 +21,10 @@ PATTERNS: tuple[str, ...] = GARMENT_PATTERNS  # the database checks the same tup
 
 _SIDE = 400                 # the garment's box is resampled so its long side has this many pixels
 _EDGE_STRENGTH = 6.0        # Lab lightness/colour change per pixel (after light blur) that counts as pattern detail
-_SOLID_BELOW = 0.1          # share of the inside with detail below which a garment is plain
+_SOLID_BELOW = 0.14         # share of the inside with detail below which a garment is plain...
+_FINE_FROM = 4.0            # ...unless its texture at the pixel scale is this strong (L units): a fine check or print
+_FINE_CHECKED = 0.7         # a fine pattern whose pixel-scale orientation agrees this much modulo 90 degrees...
+_FINE_STRIPED = 0.85        # ...while not all one way (coherence below this) is checked
 _ONE_WAY = 0.5              # orientation agreement (0..1) of the detail above which it runs one way: stripes
 _TWO_WAYS = 0.45            # agreement of the doubled orientation above which it runs two ways at right angles
 _GRAPHIC_SHARE = 0.45       # a graphic's detail covers less than this share of the inside, in one block
@@ -33,6 +36,9 @@ class PatternFeatures:
     one_way: float          # how much the detail's orientations agree (stripes: near 1)
     two_ways: float         # how much they agree modulo 90 degrees (checks: high, with one_way low)
     spread: float           # share of the inside within reach of detail (a graphic: small; all-over: near 1)
+    fine: float             # mean pixel-scale lightness texture (L units): what a print too fine to resolve leaves
+    fine_two_ways: float    # orientation agreement modulo 90 degrees of that texture (fine checks: high)
+    fine_coherence: float   # how much that texture runs one way locally (fine stripes: near 1)
 
 
 def parse_pattern(value: str) -> str:
@@ -50,7 +56,10 @@ def detect_pattern(rgb: np.ndarray, garment: np.ndarray) -> str:
 
 def classify(features: PatternFeatures) -> str:
     if features.detail < _SOLID_BELOW:
-        return "solid"
+        if features.fine < _FINE_FROM:
+            return "solid"
+        checks = features.fine_two_ways >= _FINE_CHECKED and features.fine_coherence < _FINE_STRIPED
+        return "checked" if checks else "print"
     if features.spread < _GRAPHIC_SHARE:
         return "graphic"
     if features.one_way >= _ONE_WAY:
@@ -76,8 +85,9 @@ def pattern_features(rgb: np.ndarray, garment: np.ndarray) -> PatternFeatures:
     count = int(edges.sum())
     inside_count = max(1, int(inside.sum()))
     detail = count / inside_count
+    fine = _fine_texture(lab[..., 0], inside)
     if count < 20:
-        return PatternFeatures(detail=detail, one_way=0.0, two_ways=0.0, spread=0.0)
+        return PatternFeatures(detail, 0.0, 0.0, 0.0, *fine)
     angle = 0.5 * np.arctan2(2 * jxy, jxx - jyy)  # gradient direction, modulo 180 degrees
     weights = strength[edges]
     doubled = np.exp(2j * angle[edges])
@@ -86,7 +96,23 @@ def pattern_features(rgb: np.ndarray, garment: np.ndarray) -> PatternFeatures:
     reach = max(3, _SIDE // 16)
     near_detail = cv2.dilate(edges.astype(np.uint8), np.ones((2 * reach + 1,) * 2, np.uint8)).astype(bool)
     spread = float((near_detail & inside).sum() / inside_count)
-    return PatternFeatures(detail=detail, one_way=one_way, two_ways=two_ways, spread=spread)
+    return PatternFeatures(detail, one_way, two_ways, spread, *fine)
+
+
+def _fine_texture(lightness: np.ndarray, inside: np.ndarray) -> tuple[float, float, float]:
+    """(strength, orientation agreement modulo 90 degrees, local coherence) of the lightness texture left after a
+    light blur is taken away: the pixel-scale texture of a pattern finer than the edges above resolve."""
+    residual = lightness - cv2.GaussianBlur(lightness, (0, 0), 1.5)
+    gx = cv2.Sobel(residual, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(residual, cv2.CV_32F, 0, 1, ksize=3)
+    jxx, jyy, jxy = (cv2.GaussianBlur(product, (0, 0), 3.0) for product in (gx * gx, gy * gy, gx * gy))
+    weights = np.sqrt(jxx + jyy)[inside]
+    if weights.sum() <= 0:
+        return 0.0, 0.0, 0.0
+    quadrupled = np.exp(2j * np.arctan2(2 * jxy, jxx - jyy)[inside])  # 4x the orientation angle
+    coherence = np.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2)[inside] / (jxx + jyy)[inside].clip(1e-6)
+    return (float(np.abs(residual[inside]).mean()), float(np.abs((weights * quadrupled).sum()) / weights.sum()),
+            float((coherence * weights).sum() / weights.sum()))
 
 
 def _garment_box(rgb: np.ndarray, garment: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

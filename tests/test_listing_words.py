@@ -90,8 +90,10 @@ def test_one_colour_has_no_second_colour():
     (lambda rows, cols: (rows // 20) % 2 == 0, "striped"),
     (lambda rows, cols: (cols // 20) % 2 == 0, "striped"),
     (lambda rows, cols: ((rows // 24) % 2 == 0) ^ ((cols // 24) % 2 == 0), "checked"),
-    (lambda rows, cols: (np.hypot((rows % 36) - 18, (cols % 36) - 18) < 7) & ((rows // 36 + cols // 36) % 3 != 0),
-     "print"),  # dots all over
+    (lambda rows, cols: np.hypot((rows % 24) - 12, ((cols + (rows // 24) * 12) % 24) - 12) < 6,
+     "print"),  # polka dots all over
+    (lambda rows, cols: ((rows // 2) % 2 == 0) ^ ((cols // 2) % 2 == 0),
+     "print"),  # a pattern finer than the edges survive a blur: not solid
     (lambda rows, cols: (rows > 260) & (rows < 420) & (cols > 220) & (cols < 380) & ((rows + cols) % 16 < 6),
      "graphic"),  # one block of detail on the chest
 ])
