@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipeline.diffusion import FAMILIES
 from pipeline.errors import StudioError
 from pipeline.segmentation import SEGMENTATION_BACKENDS
 from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings
@@ -85,7 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _diffusion_options(command: argparse.ArgumentParser) -> None:
     models = command.add_argument_group("on-model checkpoints (Hub ids or local folders; env STUDIO_*)")
-    models.add_argument("--family", dest="diffusion_family", choices=["sdxl", "sd15"], help="default sdxl")
+    models.add_argument("--family", dest="diffusion_family", choices=list(FAMILIES),
+                        help="default sdxl; flux2-klein and qwen-edit take the persona and garment as reference images")
     models.add_argument("--base-model")
     models.add_argument("--controlnet", help="an OpenPose ControlNet")
     models.add_argument("--ip-adapter", help="the IP-Adapter repository or folder")

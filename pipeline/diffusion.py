@@ -25,8 +25,10 @@ from pipeline.errors import BackendUnavailableError, InputError, StudioError
 from pipeline.hub import LoadedOnce, display_source, load_local_first
 from pipeline.sam import choose_device
 
-FAMILIES = ("sdxl", "sd15")
-FAMILY_ALIASES = {"sd1.5": "sd15", "sd-1.5": "sd15", "sd_15": "sd15", "sd-xl": "sdxl"}
+FAMILIES = ("sdxl", "sd15", "flux2-klein", "qwen-edit")
+FAMILY_ALIASES = {"sd1.5": "sd15", "sd-1.5": "sd15", "sd_15": "sd15", "sd-xl": "sdxl", "flux2": "flux2-klein",
+                  "klein": "flux2-klein", "flux.2-klein": "flux2-klein", "qwen": "qwen-edit",
+                  "qwen-image-edit": "qwen-edit"}
 
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 8
 MAX_STEPS = 150
@@ -49,13 +51,13 @@ logger = logging.getLogger(__name__)
 class DiffusionModels:
     """Where each part of the pipeline comes from: Hub ids or local folders."""
 
-    family: str  # "sdxl" | "sd15"
-    base_model: str  # a diffusers pipeline: unet, vae, text encoder(s), tokenizer(s), scheduler
-    controlnet: str  # OpenPose ControlNet
-    ip_adapter: str  # repo or folder holding the IP-Adapter weights file
-    ip_adapter_subfolder: str  # e.g. "sdxl_models" / "models"; "" for a flat folder
-    ip_adapter_weight_name: str  # e.g. "ip-adapter_sdxl_vit-h.safetensors"
-    image_encoder: str  # CLIPVisionModelWithProjection repo or folder
+    family: str  # one of FAMILIES
+    base_model: str  # a diffusers pipeline: unet or transformer, vae, text encoder(s), tokenizer(s), scheduler
+    controlnet: str = ""  # OpenPose ControlNet (sdxl, sd15; the edit families take no ControlNet)
+    ip_adapter: str = ""  # repo or folder holding the IP-Adapter weights file (sdxl, sd15)
+    ip_adapter_subfolder: str = ""  # e.g. "sdxl_models" / "models"; "" for a flat folder
+    ip_adapter_weight_name: str = ""  # e.g. "ip-adapter_sdxl_vit-h.safetensors"
+    image_encoder: str = ""  # CLIPVisionModelWithProjection repo or folder
     image_encoder_subfolder: str = ""
     lora: str | None = None  # optional few-step LoRA
     lora_weight_name: str | None = None
@@ -83,7 +85,25 @@ DEFAULT_MODELS: dict[str, DiffusionModels] = {
         image_encoder="h94/IP-Adapter",
         image_encoder_subfolder="models/image_encoder",
     ),
+    # Multi-reference editing (pipeline/edit_diffusion.py): the pipeline is the whole model.
+    "flux2-klein": DiffusionModels(family="flux2-klein", base_model="black-forest-labs/FLUX.2-klein-4B"),
+    # Opt into 4- or 8-step generation with lora="lightx2v/Qwen-Image-Edit-2511-Lightning" and its weight name.
+    "qwen-edit": DiffusionModels(family="qwen-edit", base_model="Qwen/Qwen-Image-Edit-2511"),
 }
+
+
+def required_weights(models: DiffusionModels) -> list[tuple[str, str, str]]:
+    """(what, Hub id or folder, a file it must hold) for every model the family loads."""
+    needed = [("base model", models.base_model, "model_index.json")]
+    if models.controlnet:
+        needed.append(("ControlNet", models.controlnet, "config.json"))
+    if models.ip_adapter:
+        adapter_file = "/".join(filter(None, [models.ip_adapter_subfolder, models.ip_adapter_weight_name]))
+        needed.append(("IP-Adapter", models.ip_adapter, adapter_file))
+    if models.image_encoder:
+        needed.append(("image encoder", models.image_encoder,
+                       "/".join(filter(None, [models.image_encoder_subfolder, "config.json"]))))
+    return needed
 
 
 class GenerationCancelled(StudioError):
@@ -126,6 +146,7 @@ class DiffusionRequest:
     ip_adapter_scale: float
     controlnet_scale: float
     seeds: list[int]  # one image per seed; image i is reproducible from seeds[i] alone
+    person_image: Image.Image | None = None  # the persona's reference photo (edit families; ignored by SDXL/SD 1.5)
 
 
 def validate_request(request: DiffusionRequest) -> None:
@@ -184,7 +205,7 @@ def _image_problems(request: DiffusionRequest) -> list[str]:
             if not isinstance(image, Image.Image)]
 
 
-class _Cancelled(Exception):
+class StepCancelled(Exception):
     """Raised inside the step callback to stop the pipeline before the remaining steps and the VAE decode."""
 
 
@@ -221,7 +242,7 @@ class DiffusionBackend:
     def _place(self, pipe) -> None:
         try:
             if self.cpu_offload:
-                _require_accelerate()
+                require_accelerate()
                 pipe.enable_model_cpu_offload(device=self.device)
             else:
                 pipe.to(self.device)
@@ -252,7 +273,7 @@ class DiffusionBackend:
             self.pipe.set_ip_adapter_scale(float(request.ip_adapter_scale))
             try:
                 result = self.pipe(**self._call_arguments(request, progress, should_cancel))
-            except _Cancelled:
+            except StepCancelled:
                 raise GenerationCancelled() from None
             except torch.OutOfMemoryError as error:
                 raise self._out_of_memory(request) from error
@@ -269,8 +290,8 @@ class DiffusionBackend:
         return dict(
             prompt=request.prompt,
             negative_prompt=request.negative_prompt or None,
-            image=_rgb_on_white(request.pose_image),
-            ip_adapter_image=_rgb_on_white(request.garment_image),
+            image=rgb_on_white(request.pose_image),
+            ip_adapter_image=rgb_on_white(request.garment_image),
             width=request.width,
             height=request.height,
             num_inference_steps=request.steps,
@@ -279,7 +300,7 @@ class DiffusionBackend:
             num_images_per_prompt=len(request.seeds),
             generator=generators,
             output_type="pil",
-            callback_on_step_end=_step_callback(progress, should_cancel),
+            callback_on_step_end=step_callback(progress, should_cancel),
         )
 
     def _out_of_memory(self, request: DiffusionRequest) -> StudioError:
@@ -288,7 +309,7 @@ class DiffusionBackend:
         return StudioError(OOM_MESSAGE.format(count=len(request.seeds), width=request.width, height=request.height))
 
 
-def _step_callback(progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None):
+def step_callback(progress: ProgressCallback | None, should_cancel: Callable[[], bool] | None):
     def on_step_end(pipe, step: int, timestep, callback_kwargs: dict) -> dict:
         # num_timesteps, not the requested steps: some schedulers (PNDM) run one extra step.
         total = max(1, int(getattr(pipe, "num_timesteps", 0) or 0))
@@ -296,13 +317,13 @@ def _step_callback(progress: ProgressCallback | None, should_cancel: Callable[[]
             progress(min(1.0, (step + 1) / total), f"Step {step + 1} of {total}")
         if should_cancel is not None and should_cancel():
             pipe._interrupt = True
-            raise _Cancelled()
+            raise StepCancelled()
         return {}
 
     return on_step_end
 
 
-def _rgb_on_white(image: Image.Image) -> Image.Image:
+def rgb_on_white(image: Image.Image) -> Image.Image:
     if image.mode in ("RGBA", "LA", "P"):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -319,7 +340,7 @@ def choose_dtype(device: str) -> torch.dtype:
     return torch.float32
 
 
-def _require_accelerate() -> None:
+def require_accelerate() -> None:
     from diffusers.utils import is_accelerate_available
 
     if not is_accelerate_available():
@@ -358,7 +379,7 @@ def _build_pipeline(models: DiffusionModels, dtype: torch.dtype):
         models.ip_adapter, subfolder=models.ip_adapter_subfolder, weight_name=models.ip_adapter_weight_name,
         image_encoder_folder=None, local_files_only=local))
     if models.lora:
-        _fuse_lora(pipe, models)
+        fuse_lora(pipe, models)
     return pipe
 
 
@@ -378,14 +399,16 @@ def _check_family(pipe, models: DiffusionModels) -> None:
             f"'{base}'; pick a {models.family} OpenPose ControlNet.")
 
 
-def _fuse_lora(pipe, models: DiffusionModels) -> None:
+def fuse_lora(pipe, models: DiffusionModels, trailing_timesteps: bool = True) -> None:
+    """Load the few-step LoRA and fuse it into the weights. SDXL's (Lightning, Hyper-SD) were trained on trailing
+    timesteps; flow-matching schedulers keep their own."""
     _require_peft()
     load_local_first("LoRA", models.lora, lambda local: pipe.load_lora_weights(
         models.lora, weight_name=models.lora_weight_name, local_files_only=local))
     pipe.fuse_lora()
     pipe.unload_lora_weights()  # the fused weights stay; the adapter layers (and their overhead) go
-    # Few-step distilled LoRAs are trained on trailing timesteps (SDXL-Lightning, Hyper-SD).
-    pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing="trailing")
+    if trailing_timesteps:
+        pipe.scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config, timestep_spacing="trailing")
 
 
 # ---------------------------------------------------------------------------------------------- shared instances
@@ -396,11 +419,14 @@ _backends: LoadedOnce[DiffusionBackend] = LoadedOnce("diffusion pipeline")
 
 def load_diffusion_backend(models: DiffusionModels, device: str | None = None, cpu_offload: bool = False,
                            vae_tiling: bool = False) -> DiffusionBackend:
-    """The process-wide backend for (models, device, flags); a failed load is remembered and raised again."""
+    """The process-wide backend for (models, device, flags): `DiffusionBackend` for sdxl and sd15, `EditBackend`
+    for the multi-reference editing families; a failed load is remembered and raised again."""
+    from pipeline.edit_diffusion import EDIT_FAMILIES, EditBackend
+
     device_name, _ = choose_device(device)
     key = (replace(models, family=parse_family(models.family)), device_name, bool(cpu_offload), bool(vae_tiling))
-    return _backends.get(key, lambda: DiffusionBackend(key[0], device_name, cpu_offload=key[2],
-                                                       vae_tiling=key[3]))
+    backend_class = EditBackend if key[0].family in EDIT_FAMILIES else DiffusionBackend
+    return _backends.get(key, lambda: backend_class(key[0], device_name, cpu_offload=key[2], vae_tiling=key[3]))
 
 
 def forget_diffusion_backends() -> None:

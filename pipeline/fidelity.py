@@ -1,9 +1,13 @@
-"""Garment fidelity: does the garment in an output photo still have the real garment's colour?
+"""Garment fidelity: does the garment in an output photo still have the real garment's colour, and its pattern?
 
 The garment region of a generated on-model photo is the body band its category covers (from the model card's
 OpenPose keypoints) intersected with the person's silhouette; its dominant colour is compared with the garment's
 own colour in CIEDE2000. Outputs above FIDELITY_THRESHOLD are flagged in the UI ("colour may differ from the item"):
 a seller gets "not as described" claims when the photo's colour is not the item's.
+
+The pattern check compares the same region with the cut-out by the pattern detector (`pipeline.pattern`, no
+weights): a plain garment that came back printed, a print that came back plain, or stripes that became checks are
+flagged too ("pattern may differ from the item"), with a 0-1 similarity of how much sharp detail each has.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pipeline.attributes import ciede2000, color_from_hex, parse_category, srgb_
 from pipeline.colours import dominant_color
 from pipeline.cutout import cut_out
 from pipeline.errors import InputError, SegmentationError
+from pipeline.pattern import PatternFeatures, classify, pattern_features
 from pipeline.poses import keypoints_to_pixels
 
 # CIEDE2000 of about 1 is a just-noticeable difference side by side, and 2-5 shows only when two colours sit next
@@ -48,6 +53,33 @@ class FidelityScore:
     delta_e: float      # CIEDE2000 between the garment's colour and the garment region's colour in the output
     output_hex: str     # the colour measured in the output
     flagged: bool       # delta_e > FIDELITY_THRESHOLD
+
+
+@dataclass(frozen=True)
+class PatternScore:
+    garment_pattern: str  # the cut-out's pattern word
+    output_pattern: str   # the output region's
+    similarity: float     # 0..1: how alike the share of sharp detail is (1: the same)
+    flagged: bool         # the pattern was lost, invented or changed kind
+
+
+_PATTERN_FLOOR = 0.05  # detail shares below this are all "plain" for the similarity
+_ALL_OVER = {"print", "floral", "graphic"}  # words a detector may swap for the same printed garment
+
+
+def garment_pattern(image: Image.Image, mask: np.ndarray) -> PatternFeatures:
+    """The cut-out's pattern measurements, once per job."""
+    return pattern_features(np.asarray(image.convert("RGB")), np.asarray(mask) > 0)
+
+
+def pattern_score(garment: PatternFeatures, output: Image.Image, region: np.ndarray) -> PatternScore:
+    """How the pattern of the garment region in `output` compares with the garment's own."""
+    measured = pattern_features(np.asarray(output.convert("RGB")), _binary_region(region, output.size) > 0)
+    before, after = classify(garment), classify(measured)
+    low, high = sorted((max(garment.detail, _PATTERN_FLOOR), max(measured.detail, _PATTERN_FLOOR)))
+    changed_kind = before != after and not {before, after} <= _ALL_OVER
+    return PatternScore(garment_pattern=before, output_pattern=after, similarity=round(low / high, 3),
+                        flagged=changed_kind)
 
 
 def garment_region(output: Image.Image, category: str, keypoints: Sequence | None = None,

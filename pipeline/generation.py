@@ -75,6 +75,7 @@ class RenderedOutput:
     seed: int | None = None
     ai_generated: bool = False
     fidelity: Any = None  # pipeline.fidelity.FidelityScore for generated images
+    pattern: Any = None  # pipeline.fidelity.PatternScore for generated images
     enlargement: float = 1.0  # how much the source pixels were scaled up to make this image; 1.0: not enlarged
 
 

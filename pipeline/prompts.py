@@ -67,6 +67,40 @@ def build_prompt(card: ModelCard, category: str, color_name: str, pose: Pose,
     return _join(parts), negative_prompt(card, pose)
 
 
+def build_edit_prompt(card: ModelCard, category: str, color_name: str, pose: Pose, with_person: bool = True,
+                      with_pose_image: bool = False, garment_noun: str | None = None) -> tuple[str, str]:
+    """(instruction, negative prompt) for the multi-reference editing families. The images come in the order
+    person (when `with_person`), garment, pose (when `with_pose_image`); the instruction names them by number and
+    asks for the garment exactly as it is, since its pixels are right there."""
+    if card.kind != "persona":
+        raise InputError(f"{card.name} ({card.id}) is not a persona; it has no prompt.")
+    noun = _garment_noun(category, garment_noun)
+    garment = _garment_phrase(category, noun, _color_words(color_name))
+    number = 1
+    if with_person:
+        who = "the person in image 1"
+        number = 2
+    else:
+        who = card.person_prompt
+    parts = [f"{who[0].upper()}{who[1:]} wearing the exact garment from image {number} ({garment})",
+             "keep the garment's colour, pattern, print, logos and text exactly as in that image"]
+    if with_pose_image:
+        parts.append(f"in the pose of the skeleton in image {number + 1}")
+    parts += [_FRAMING_WORDS[pose.framing], pose.prompt, card.style_prompt, _PHOTO_WORDS]
+    return _join(parts), negative_prompt(card, pose)
+
+
+def persona_photo_prompt(card: ModelCard) -> tuple[str, str]:
+    """(prompt, negative) for a persona's reference photo: the person, head to toe, in a plain outfit that no
+    garment will be confused with, facing the camera in plain, even studio light."""
+    if card.kind != "persona":
+        raise InputError(f"{card.name} ({card.id}) is not a persona; it has no reference photo.")
+    parts = [_FRAMING_WORDS["full"], card.person_prompt, "wearing a plain white t-shirt and plain light grey trousers",
+             "standing straight, arms relaxed at the sides, facing the camera", "plain light grey studio backdrop",
+             "soft even studio light", _PHOTO_WORDS]
+    return _join(parts), _join([QUALITY_NEGATIVES, _FRAMING_NEGATIVES["full"], card.negative_prompt])
+
+
 def negative_prompt(card: ModelCard, pose: Pose) -> str:
     """Quality and garment-fidelity negatives, the framing's, and the card's own."""
     return _join([QUALITY_NEGATIVES, FIDELITY_NEGATIVES, _FRAMING_NEGATIVES[pose.framing], card.negative_prompt])

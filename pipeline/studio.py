@@ -38,7 +38,14 @@ from pipeline.errors import (
     StudioError,
     storage_error,
 )
-from pipeline.diffusion import DiffusionBackend, DiffusionModels, GenerationCancelled, load_diffusion_backend, models_from
+from pipeline.diffusion import (
+    DiffusionBackend,
+    DiffusionModels,
+    GenerationCancelled,
+    load_diffusion_backend,
+    models_from,
+    required_weights,
+)
 from pipeline.disclosure import encode_with_disclosure
 from pipeline.gpu import on_gpu
 from pipeline.hub import display_source, redact_paths
@@ -62,7 +69,8 @@ from pipeline.presets import MARKETPLACES, MarketplacePreset, get_marketplace, p
 from pipeline.thumbnails import thumbnail_jpeg
 from pipeline.jobs import JobContext, JobRunner
 from pipeline.model_cards import ModelCard, load_model_cards
-from pipeline.on_model import OnModelOptions, OnModelPlan, plan_on_model, render_on_model
+from pipeline.edit_diffusion import EDIT_FAMILIES
+from pipeline.on_model import OnModelOptions, OnModelPlan, plan_on_model, plan_persona_photo, render_on_model
 from pipeline.segmentation import Segmentation, describe_segmentation_backend, get_segmenter, parse_points
 from pipeline.settings import Settings
 from pipeline.weights import unavailable_reason
@@ -223,15 +231,7 @@ class Studio:
         """Why on-model photos cannot be made here, or None; checked once (a load failure replaces it)."""
         with self._diffusion_lock:
             if self._diffusion_reason is _UNCHECKED:
-                models = self.diffusion_models()
-                encoder_config = "/".join(filter(None, [models.image_encoder_subfolder, "config.json"]))
-                adapter_file = "/".join(filter(None, [models.ip_adapter_subfolder, models.ip_adapter_weight_name]))
-                self._diffusion_reason = unavailable_reason([
-                    ("base model", models.base_model, "model_index.json"),
-                    ("ControlNet", models.controlnet, "config.json"),
-                    ("IP-Adapter", models.ip_adapter, adapter_file),
-                    ("image encoder", models.image_encoder, encoder_config),
-                ])
+                self._diffusion_reason = unavailable_reason(required_weights(self.diffusion_models()))
             return self._diffusion_reason
 
     def _diffusion_backend(self) -> DiffusionBackend:
@@ -632,6 +632,97 @@ class Studio:
                              parameters["background"], parameters["file_format"], wait=wait, options=options,
                              rerun_of=generation_id)
 
+    # -- persona reference photos (the multi-reference editing families) --------------------------
+
+    def persona_photo(self, model_id: str) -> dict[str, Any]:
+        """The seller's reference photo of a persona for the studio's family: `image_url`, `source` (generated
+        or user), `seed`, `family`. InputError while there is none yet (the first on-model photo makes it)."""
+        family = self._edit_family()
+        self._persona_card(model_id)
+        stored = self.database.get_persona_photo(self.owner_id, model_id, family)
+        if stored is None:
+            raise InputError(f"{self._persona_card(model_id).name} has no reference photo for {family} yet: the "
+                             "first on-model photo makes one, or upload your own.")
+        return self._public_persona_photo(stored)
+
+    def make_persona_photo(self, model_id: str, seed: int | None = None) -> dict[str, Any]:
+        """Makes the persona's reference photo again (a new person when `seed` differs from the card's own), and
+        keeps it for every later on-model photo. Replaces the seller's own photo, if they gave one."""
+        self._edit_family()
+        card = self._persona_card(model_id)
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**31):
+            raise InputError(f"A seed is a whole number from 0 to 2147483647, not {seed!r}.")
+        backend = self._diffusion_backend()
+        return self._public_persona_photo(self._store_generated_persona_photo(self.owner_id, card, backend, seed))
+
+    def set_persona_photo(self, model_id: str, path: str | Path) -> dict[str, Any]:
+        """Uses the seller's own photo (of themselves or their model) as the persona's reference: private to the
+        seller, used for every later on-model photo in the studio's family."""
+        family = self._edit_family()
+        self._persona_card(model_id)
+        ingested = ingest_file(path)
+        png = _png(ingested.image)
+        self._check_storage_quota(len(png))
+        return self._public_persona_photo(self._store_persona_photo(self.owner_id, model_id, family, png, "user"))
+
+    def forget_persona_photo(self, model_id: str) -> None:
+        """Drops the reference photo; the next on-model photo makes one from the card again."""
+        family = self._edit_family()
+        self._persona_card(model_id)
+        removed = self.database.delete_persona_photo(self.owner_id, model_id, family)
+        if removed:
+            self.files.delete(removed)
+
+    def _person_image(self, owner_id: str, model_id: str, backend, report) -> Image.Image | None:
+        """The persona's reference photo for an editing family (made and kept on first use); None for SDXL and
+        SD 1.5, which draw the person from the prompt."""
+        family = backend.models.family
+        if family not in EDIT_FAMILIES:
+            return None
+        stored = self.database.get_persona_photo(owner_id, model_id, family)
+        if stored is None or not self.files.exists(stored["image_url"]):
+            card = self._persona_card(model_id)
+            report(0.09, f"Making {card.name}'s reference photo (once, then reused for every garment)")
+            stored = self._store_generated_persona_photo(owner_id, card, backend, None)
+        with Image.open(self.files.path(stored["image_url"])) as photo:
+            return photo.convert("RGB")
+
+    def _store_generated_persona_photo(self, owner_id: str, card: ModelCard, backend, seed: int | None) -> dict:
+        plan = plan_persona_photo(card, backend.models.family, few_step=bool(backend.models.lora), seed=seed)
+        picture = on_gpu(backend.create)(plan.prompt, plan.width, plan.height, plan.steps, plan.guidance_scale,
+                                         plan.seed, plan.negative_prompt)
+        return self._store_persona_photo(owner_id, card.id, backend.models.family, _png(picture), "generated",
+                                         plan.seed)
+
+    def _store_persona_photo(self, owner_id: str, model_id: str, family: str, png: bytes, source: str,
+                             seed: int | None = None) -> dict[str, Any]:
+        url = self.files.write("personas", png, ".png")
+        try:
+            row, replaced = self.database.set_persona_photo(owner_id, model_id, family, url, len(png), source, seed)
+        except BaseException:
+            self.files.delete(url)
+            raise
+        if replaced:
+            self.files.delete(replaced)
+        return row
+
+    def _edit_family(self) -> str:
+        family = self.diffusion_models().family
+        if family not in EDIT_FAMILIES:
+            raise InputError(f"Persona reference photos are used by the {' and '.join(EDIT_FAMILIES)} families; "
+                             f"this studio runs {family}, which draws the person from the card's prompt.")
+        return family
+
+    def _persona_card(self, model_id: str) -> ModelCard:
+        card = self._model_card(model_id)
+        if card.kind != "persona":
+            raise InputError(f"{card.name} ({model_id}) is not a persona; only personas have reference photos.")
+        return card
+
+    @staticmethod
+    def _public_persona_photo(row: dict[str, Any]) -> dict[str, Any]:
+        return {key: value for key, value in row.items() if key != "owner_id"}
+
     def _model_card(self, model_id: str) -> ModelCard:
         if model_id not in self.cards:
             raise NotFoundError(f"The card of virtual model {model_id!r} is missing from "
@@ -695,9 +786,10 @@ class Studio:
             else:
                 report(0.08, "Loading the diffusion pipeline")
                 plan = OnModelPlan(**{key: parameters[key] for key in OnModelPlan.__dataclass_fields__})
-                rendered = on_gpu(render_on_model)(self._diffusion_backend(), plan, image, mask, specs,
-                                                   garment["category"], garment["detected_color_hex"], progress,
-                                                   job.cancelled)
+                backend = self._diffusion_backend()
+                person = self._person_image(garment["owner_id"], generation["target_model_id"], backend, report)
+                rendered = on_gpu(render_on_model)(backend, plan, image, mask, specs, garment["category"],
+                                                   garment["detected_color_hex"], progress, job.cancelled, person)
             report(0.9, "Saving")
             outputs = [self._save_output(output, parameters["file_format"], written) for output in rendered]
             if job.cancelled():
@@ -730,7 +822,9 @@ class Studio:
                 "seed": output.seed, "is_ai_generated": int(output.ai_generated),
                 "enlargement": round(output.enlargement, 3),
                 "fidelity_delta_e": round(fidelity.delta_e, 2) if fidelity else None,
-                "fidelity_flagged": int(fidelity.flagged) if fidelity else None}
+                "fidelity_flagged": int(fidelity.flagged) if fidelity else None,
+                "pattern_similarity": output.pattern.similarity if output.pattern else None,
+                "pattern_flagged": int(output.pattern.flagged) if output.pattern else None}
 
     # -- plans, quotas and deletion -------------------------------------------------------------
 
@@ -1077,6 +1171,12 @@ def _suggested_title(garment: dict[str, Any]) -> dict[str, Any]:
                                    garment.get("secondary_color"), garment.get("pattern"),
                                    garment.get("garment_type")),
             "title_source": "detected"}
+
+
+def _png(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _encode_mask(mask: np.ndarray) -> bytes:

@@ -304,6 +304,35 @@ class StudioDatabase:
                 raise RecordNotFound("users", user_id)
         return files
 
+    def get_persona_photo(self, owner_id: str, model_id: str, family: str) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM persona_photos WHERE owner_id = ? AND model_id = ? AND family = ?",
+                                  [owner_id, model_id, family]))
+        return rows[0] if rows else None
+
+    def set_persona_photo(self, owner_id: str, model_id: str, family: str, image_url: str, file_bytes: int,
+                          source: str, seed: int | None = None) -> tuple[dict[str, Any], str | None]:
+        """Stores the seller's reference photo of a persona for a family, replacing any; returns the row and the
+        replaced photo's file path (for the caller to delete), or None."""
+        with self.transaction() as db:
+            old = list(db.query("SELECT id, image_url FROM persona_photos WHERE owner_id = ? AND model_id = ? "
+                                "AND family = ?", [owner_id, model_id, family]))
+            db.execute("DELETE FROM persona_photos WHERE owner_id = ? AND model_id = ? AND family = ?",
+                       [owner_id, model_id, family])
+            photo_id = new_id()
+            db["persona_photos"].insert({"id": photo_id, "owner_id": owner_id, "model_id": model_id, "family": family,
+                                         "image_url": image_url, "file_bytes": file_bytes, "source": source,
+                                         "seed": seed, "created_at": utc_now()})
+        return self._get("persona_photos", photo_id), old[0]["image_url"] if old else None
+
+    def delete_persona_photo(self, owner_id: str, model_id: str, family: str) -> str | None:
+        """Forgets the reference photo; returns its file path, or None when there was none."""
+        with self.transaction() as db:
+            old = list(db.query("SELECT image_url FROM persona_photos WHERE owner_id = ? AND model_id = ? "
+                                "AND family = ?", [owner_id, model_id, family]))
+            db.execute("DELETE FROM persona_photos WHERE owner_id = ? AND model_id = ? AND family = ?",
+                       [owner_id, model_id, family])
+        return old[0]["image_url"] if old else None
+
     def owner_files(self, user_id: str) -> list[str]:
         return self._owner_files(self.db, user_id)
 
@@ -313,6 +342,7 @@ class StudioDatabase:
             "SELECT (SELECT coalesce(sum(coalesce(original_bytes, 0) + coalesce(mask_bytes, 0) "
             "+ coalesce(thumbnail_bytes, 0)), 0) FROM garments "
             "WHERE owner_id = :owner) + (SELECT coalesce(sum(file_bytes), 0) FROM output_images "
+            "WHERE owner_id = :owner) + (SELECT coalesce(sum(file_bytes), 0) FROM persona_photos "
             "WHERE owner_id = :owner)", {"owner": user_id}).fetchone()[0]
 
     def files_without_size(self) -> list[tuple[str, str, str, str]]:
@@ -345,7 +375,8 @@ class StudioDatabase:
                "UNION ALL SELECT thumbnail_url FROM garments WHERE owner_id = :owner "
                "UNION ALL SELECT output_images.image_url FROM output_images "
                "JOIN generations ON generations.id = output_images.generation_id "
-               "JOIN garments ON garments.id = generations.garment_id WHERE garments.owner_id = :owner")
+               "JOIN garments ON garments.id = generations.garment_id WHERE garments.owner_id = :owner "
+               "UNION ALL SELECT image_url FROM persona_photos WHERE owner_id = :owner")
         return [row["url"] for row in db.query(sql, {"owner": user_id}) if row["url"]]
 
     # -- garments ----------------------------------------------------------------------------
@@ -600,5 +631,6 @@ class StudioDatabase:
     def referenced_files(self) -> set[str]:
         """Every file path the database points at."""
         sql = ("SELECT original_image_url AS url FROM garments UNION SELECT mask_image_url FROM garments "
-               "UNION SELECT thumbnail_url FROM garments UNION SELECT image_url FROM output_images")
+               "UNION SELECT thumbnail_url FROM garments UNION SELECT image_url FROM output_images "
+               "UNION SELECT image_url FROM persona_photos")
         return {row["url"] for row in self.db.query(sql) if row["url"]}

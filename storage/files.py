@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.errors import storage_error
 
-KINDS = ("originals", "masks", "thumbnails", "outputs")
+KINDS = ("originals", "masks", "thumbnails", "outputs", "personas")
 TEMP_SUFFIX = ".partial"
 
 

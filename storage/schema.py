@@ -257,3 +257,35 @@ def m009_listing_words(db: Database) -> None:
                f"{_one_of('category_alternative', GARMENT_CATEGORIES)}")
     db.execute("ALTER TABLE garments ADD COLUMN title TEXT")
     db.execute(f"ALTER TABLE garments ADD COLUMN title_source TEXT {_one_of('title_source', ATTRIBUTE_SOURCES)}")
+
+
+PERSONA_PHOTO_SOURCES = ("generated", "user")
+
+
+@migrations()
+def m010_persona_photos(db: Database) -> None:
+    """Each seller's reference photo of a persona, per model family: made once from the card (`generated`, with
+    its seed) or the seller's own photo of themselves or their model (`user`, private to that seller). Every on-model
+    photo of the seller's closet reuses it, so the whole closet is worn by the same person."""
+    db.execute(f"""
+        CREATE TABLE persona_photos (
+            id TEXT PRIMARY KEY,
+            owner_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+            model_id TEXT NOT NULL REFERENCES virtual_models(id),
+            family TEXT NOT NULL,
+            image_url TEXT NOT NULL,
+            file_bytes INTEGER NOT NULL CHECK (file_bytes >= 0),
+            source TEXT NOT NULL {_one_of("source", PERSONA_PHOTO_SOURCES)},
+            seed INTEGER,
+            created_at TEXT NOT NULL,
+            UNIQUE (owner_id, model_id, family)
+        )""")
+
+
+@migrations()
+def m011_pattern_fidelity(db: Database) -> None:
+    """Each generated output's pattern check against the garment: how alike their detail is (0-1) and whether the
+    pattern was lost, invented or changed kind."""
+    db.execute("ALTER TABLE output_images ADD COLUMN pattern_similarity REAL "
+               "CHECK (pattern_similarity BETWEEN 0 AND 1)")
+    db.execute("ALTER TABLE output_images ADD COLUMN pattern_flagged INTEGER CHECK (pattern_flagged IN (0, 1))")

@@ -196,3 +196,22 @@ def test_bad_inputs_are_input_errors(photo, person):
 def test_boolean_region_and_hex_without_hash_are_accepted(photo, person):
     region = garment_region(photo, "top", POSE, person) > 0
     assert fidelity_score(RED_TOP.lstrip("#"), photo, region).delta_e < 2.0
+
+
+def test_a_print_lost_or_invented_in_the_output_is_flagged():
+    from pipeline.fidelity import garment_pattern, pattern_score
+    from test_listing_words import patterned
+
+    stripes = lambda rows, cols: (rows // 20) % 2 == 0  # noqa: E731
+    plain = lambda rows, cols: np.zeros_like(rows, bool)  # noqa: E731
+    striped_image, striped_mask = patterned(stripes)
+    plain_image, plain_mask = patterned(plain)
+    region = striped_mask.astype(np.uint8) * 255  # the outputs here are the same shape as the garments
+
+    kept = pattern_score(garment_pattern(striped_image, striped_mask), striped_image, region)
+    assert (kept.garment_pattern, kept.output_pattern, kept.flagged) == ("striped", "striped", False)
+    assert kept.similarity == 1.0
+    lost = pattern_score(garment_pattern(striped_image, striped_mask), plain_image, region)
+    assert (lost.output_pattern, lost.flagged) == ("solid", True) and lost.similarity < 0.5
+    invented = pattern_score(garment_pattern(plain_image, plain_mask), striped_image, region)
+    assert invented.flagged and invented.garment_pattern == "solid"

@@ -130,7 +130,7 @@ def test_a_sellers_title_is_tidied_and_checked():
 def test_the_page_asks_when_the_category_is_uncertain():
     unsure = {"category": "dress", "category_source": "trained", "category_confidence": 0.55,
               "category_alternative": "top"}
-    assert category_question(unsure) == "Is this a dress or a top? Tap to confirm"
+    assert category_question(unsure) == "Is this a dress or a top?"
     assert category_question({**unsure, "category_confidence": 0.93}) == "Category"
     assert category_question({**unsure, "category_source": "user"}) == "Category"
 

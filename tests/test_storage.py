@@ -55,7 +55,7 @@ def test_schema_has_the_seed_fields_and_reopening_applies_nothing(tmp_path, data
     assert [m.name for m in migrations.applied(reopened.db)] == [
         "m001_initial", "m002_refinement_and_category_source", "m003_on_model_generation", "m004_api_tokens",
         "m005_output_owner_and_file_sizes", "m006_usage_ledger", "m007_closet", "m008_trained_category_source",
-        "m009_listing_words"]
+        "m009_listing_words", "m010_persona_photos", "m011_pattern_fidelity"]
     reopened.close()
 
 

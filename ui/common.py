@@ -59,12 +59,13 @@ def category_question(garment: dict) -> str:
     if not category_is_uncertain(garment):
         return "Category"
     alternative = garment.get("category_alternative")
-    options = f"{_with_article(garment['category'])} or {_with_article(alternative)}" if alternative else \
-        _with_article(garment["category"])
-    return f"Is this {options}? Tap to confirm"
+    options = f"{with_article(garment['category'])} or {with_article(alternative)}" if alternative else \
+        with_article(garment["category"])
+    return f"Is this {options}?"
 
 
-def _with_article(category: str) -> str:
+def with_article(category: str) -> str:
+    """How the page names a category in a sentence: "a top", "outerwear (a coat or jacket)"."""
     return {"top": "a top", "bottom": "a bottom (trousers, skirt, shorts)", "dress": "a dress",
             "outerwear": "outerwear (a coat or jacket)"}.get(category, category)
 
@@ -85,7 +86,8 @@ def output_caption(output: dict) -> str:
     where = MARKETPLACES[output["marketplace"]].name if output["marketplace"] else output["aspect_ratio"]
     enlarged = output.get("enlargement")
     notes = [f"enlarged {enlarged:.1f}×" if enlarged and enlarged > 1.25 else "",
-             "⚠ colour may differ from the item" if output.get("fidelity_flagged") else ""]
+             "⚠ colour may differ from the item" if output.get("fidelity_flagged") else "",
+             "⚠ pattern may differ from the item" if output.get("pattern_flagged") else ""]
     return " · ".join(filter(None, [f"{star}{where}", f"{output['width']}×{output['height']}", *notes]))
 
 

@@ -15,7 +15,7 @@ from pipeline.cutout import stray_regions
 from pipeline.previews import cutout_preview, preview_scale, thumbnail
 from pipeline.segmentation import backend_label
 from pipeline.studio import Studio
-from ui.common import PRIVATE, UIContext, category_question
+from ui.common import PRIVATE, UIContext, category_is_uncertain, category_question, with_article
 from web.errors import explained
 
 CUTOUT_VIEW, PHOTO_VIEW = "Cut-out", "Photo"
@@ -38,6 +38,7 @@ class Review:
     secondary_color: gr.Textbox
     pattern: gr.Radio
     title: gr.Textbox
+    confirm: gr.Button
     show: Callable[..., tuple] = lambda *args: ()  # (studio, garment_id) -> the values of `outputs`
     edited: list = field(default_factory=list)  # events after which the garment's caption may have changed
 
@@ -49,7 +50,8 @@ class Review:
     @property
     def attributes(self) -> list:
         """The listing fields, in the order of `attribute_values`."""
-        return [self.title, self.category, self.color_name, self.color_hex, self.secondary_color, self.pattern]
+        return [self.title, self.category, self.confirm, self.color_name, self.color_hex, self.secondary_color,
+                self.pattern]
 
 
 def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
@@ -70,6 +72,7 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                 title = gr.Textbox(label="Listing title", max_length=MAX_TITLE_LENGTH, elem_id="listing-title",
                                    info="Suggested from what we see; type your own and it stays.")
                 category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips", elem_id="category")
+                confirm = gr.Button(visible=False, size="sm", elem_id="confirm-category")
                 with gr.Row(equal_height=True):
                     color_name = gr.Textbox(label="Colour", scale=3, min_width=120)
                     color_hex = gr.ColorPicker(label="Shade", scale=1, min_width=70)
@@ -77,7 +80,7 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                 pattern = gr.Radio(list(PATTERNS), label="Pattern", elem_classes="chips")
     clicks = gr.State([])
     review = Review(section, view, picture, note, clicks, category, color_name, color_hex, secondary_color, pattern,
-                    title)
+                    title, confirm)
 
     def picture_of(studio: Studio, chosen_id: str, shown: str, points: list) -> str | None:
         garment = studio.get_garment(chosen_id)
@@ -104,7 +107,8 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
 
     def show(studio: Studio, chosen_id: str, shown: str = CUTOUT_VIEW, points: list | None = None) -> tuple:
         if not chosen_id:
-            return (gr.Column(visible=False), CUTOUT_VIEW, None, "", [], "", None, "", None, "", None)
+            return (gr.Column(visible=False), CUTOUT_VIEW, None, "", [], "", None, gr.Button(visible=False), "", None,
+                    "", None)
         garment = studio.get_garment(chosen_id)
         points = points or []
         return (gr.Column(visible=True), shown, picture_of(studio, chosen_id, shown, points),
@@ -168,6 +172,12 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
             return attribute_values(studio.update_garment(chosen_id, **{field: value}))
         return on_edit
 
+    def on_confirm(chosen_id: str, request: gr.Request):
+        studio = ctx.studio_for(request)
+        if not chosen_id:
+            return [gr.skip()] * len(review.attributes)
+        return attribute_values(studio.update_garment(chosen_id, category=studio.get_garment(chosen_id)["category"]))
+
     ui = explained
     fields = review.attributes
     ui = explained
@@ -186,13 +196,16 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         secondary_color.submit(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
         secondary_color.blur(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
         pattern.input(ui(edit("pattern")), [garment_id, pattern], fields, **PRIVATE),
+        confirm.click(ui(on_confirm), garment_id, fields, **PRIVATE),
     ]
     return review
 
 
 def attribute_values(garment: dict) -> list:
     """The listing fields' values for `Review.attributes`: the category asked about when the studio is unsure."""
+    unsure = category_is_uncertain(garment)
     return [garment.get("title") or "",
             gr.Radio(value=garment["category"], label=category_question(garment)),
+            gr.Button(f"Yes, it is {with_article(garment['category'])}" if unsure else "", visible=unsure),
             garment["detected_color"] or "", garment["detected_color_hex"] or None,
             garment.get("secondary_color") or "", garment.get("pattern")]

@@ -196,6 +196,29 @@ class StudioAPI:
         """The virtual models, with whether each can be used here and, if not, why."""
         return self.access.studio_for(request).virtual_models()
 
+    def persona_photo(self, model_id: str, request: gr.Request = None) -> FileData:
+        """The persona's reference photo that every on-model photo of your closet reuses (flux2-klein and
+        qwen-edit families): made once from the card with the first on-model photo, or your own."""
+        studio = self.access.studio_for(request)
+        path = studio.file_path(studio.persona_photo(model_id)["image_url"])
+        return FileData(path=str(path), orig_name=f"{model_id}-reference.png")
+
+    def make_persona_photo(self, model_id: str, seed: int = -1, request: gr.Request = None) -> dict:
+        """Make the persona's reference photo again: seed -1 is the card's own person, another seed another
+        person. Replaces your own photo if you gave one. Needs the GPU."""
+        return self.access.studio_for(request).make_persona_photo(model_id, None if seed is None or int(seed) < 0
+                                                                  else int(seed))
+
+    def set_persona_photo(self, model_id: str, photo: FileData, request: gr.Request = None) -> dict:
+        """Use your own photo (of yourself or your model, full body) as the persona's reference; private to you."""
+        path, _ = _file_path_and_name(photo)
+        return self.access.studio_for(request).set_persona_photo(model_id, path)
+
+    def forget_persona_photo(self, model_id: str, request: gr.Request = None) -> dict:
+        """Drop the reference photo (yours or the made one); the next on-model photo makes one from the card."""
+        self.access.studio_for(request).forget_persona_photo(model_id)
+        return {"model_id": model_id, "forgotten": True}
+
     def marketplaces(self, request: gr.Request = None) -> list[dict]:
         """The marketplace presets: key, name, aspect ratio and exact pixel size."""
         return [vars(preset) for preset in MARKETPLACES.values()]
@@ -205,8 +228,8 @@ class StudioAPI:
                  "rerun_generation", "cancel_generation", "generation", "list_garments", "list_generations",
                  "set_favorite", "download", "export_garment", "delete_garment", "delete_account", "usage",
                  "create_api_token", "list_api_tokens", "revoke_api_token", "set_preferred_model", "virtual_models",
-                 "marketplaces")
-    GPU_ENDPOINTS = ("generate", "rerun_generation", "generate_closet")
+                 "marketplaces", "persona_photo", "make_persona_photo", "set_persona_photo", "forget_persona_photo")
+    GPU_ENDPOINTS = ("generate", "rerun_generation", "generate_closet", "make_persona_photo")
 
 
 UPLOAD_AS_FILE = ('Send the photo itself as a file (with gradio_client: handle_file("photo.jpg")); '
