@@ -47,6 +47,7 @@ EDIT_FAMILIES = ("flux2-klein", "qwen-edit")
 PIPELINE_CLASSES = {"flux2-klein": "Flux2KleinPipeline", "qwen-edit": "QwenImageEditPlusPipeline"}
 TAKES_POSE_IMAGE = {"flux2-klein": False, "qwen-edit": True}
 TAKES_NEGATIVE_PROMPT = {"flux2-klein": False, "qwen-edit": True}
+SIDE_MULTIPLE = 16  # the VAE's 8, times the transformers' 2 x 2 patches
 
 
 def is_edit_family(family: str) -> bool:
@@ -114,6 +115,9 @@ class EditBackend:
     def _run(self, prompt: str, negative_prompt: str, references: list[Image.Image] | None, width: int, height: int,
              steps: int, guidance_scale: float, seeds: list[int], progress: ProgressCallback | None = None,
              should_cancel: Callable[[], bool] | None = None) -> list[Image.Image]:
+        if width % SIDE_MULTIPLE or height % SIDE_MULTIPLE:  # the pipelines would quietly round them down
+            raise InputError(f"Cannot generate: {self.models.family} makes sizes in multiples of {SIDE_MULTIPLE} "
+                             f"pixels (got {width} x {height}).")
         # CPU generators: the same seed gives the same starting noise on any device.
         arguments = dict(
             image=references or None, prompt=prompt, width=width, height=height, num_inference_steps=steps,
@@ -145,10 +149,25 @@ class EditBackend:
                            "batch size or the resolution, or turn on --cpu-offload.")
 
 
+def allow_qwen_processor_without_torchvision() -> None:
+    """Without torchvision, let Qwen2VLProcessor be made and loaded with only its image processor and tokenizer.
+
+    transformers 5 requires a Qwen2VLProcessor's video processor, a class that needs torchvision, so without
+    torchvision (a CPU-only torch, where no torchvision wheel matches) no Qwen2VLProcessor loads, the Hub's
+    included. Images and text are all QwenImageEditPlusPipeline gives it. With torchvision this does nothing."""
+    from transformers import Qwen2VLProcessor
+    from transformers.utils import is_torchvision_available
+
+    if not is_torchvision_available():
+        Qwen2VLProcessor.get_attributes = classmethod(lambda cls: ["image_processor", "tokenizer"])
+
+
 def _build_edit_pipeline(models: DiffusionModels, dtype: torch.dtype):
     """The family's pipeline (and its few-step LoRA, fused), still on the CPU."""
     import diffusers
 
+    if models.family == "qwen-edit":
+        allow_qwen_processor_without_torchvision()
     pipeline_class = getattr(diffusers, PIPELINE_CLASSES[models.family])
     pipe = load_local_first("base model", models.base_model, lambda local: pipeline_class.from_pretrained(
         models.base_model, dtype=dtype, local_files_only=local))
