@@ -15,6 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from pipeline.settings import Settings  # noqa: E402
 from tiny_models import tiny_clip_folder, tiny_diffusion, tiny_sam_folder  # noqa: E402,F401  (shared fixtures)
+from tiny_edit_models import tiny_flux2_klein_folder, tiny_qwen_edit_folder  # noqa: E402,F401
 
 
 def tshirt_polygon(width: int, height: int) -> list[tuple[float, float]]:

@@ -20,16 +20,15 @@ from pipeline.on_model import on_model_options
 from pipeline.settings import Settings
 from pipeline.studio import Studio
 from test_cli import run
-from tiny_edit_models import build_tiny_flux2_klein, build_tiny_qwen_edit, qwen_vae_reference_area
+from tiny_edit_models import qwen_vae_reference_area
 
 PERSONA = "mod_03"
 SMALL = {"steps": 2, "width": 256, "height": 256}
 
 
-@pytest.fixture(scope="session")
-def tiny_edit_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return {"flux2-klein": build_tiny_flux2_klein(tmp_path_factory.mktemp("tiny-flux2-klein")),
-            "qwen-edit": build_tiny_qwen_edit(tmp_path_factory.mktemp("tiny-qwen-edit"))}
+@pytest.fixture
+def tiny_edit_folders(tiny_flux2_klein_folder: Path, tiny_qwen_edit_folder: Path) -> dict[str, Path]:
+    return {"flux2-klein": tiny_flux2_klein_folder, "qwen-edit": tiny_qwen_edit_folder}
 
 
 @pytest.fixture(autouse=True)
