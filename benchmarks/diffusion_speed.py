@@ -65,9 +65,7 @@ import resource
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -78,7 +76,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline.diffusion import (  # noqa: E402
-    DEFAULT_MODELS, DiffusionBackend, DiffusionModels, DiffusionRequest, choose_dtype, parse_family)
+    DEFAULT_MODELS, DiffusionBackend, DiffusionRequest, choose_dtype, parse_family)
 from pipeline.edit_diffusion import EDIT_FAMILIES, EditBackend  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.model_cards import load_model_card  # noqa: E402
@@ -327,20 +325,6 @@ def qwen_processor(tokenizer):
                             video_processor=Qwen2VLVideoProcessor())
 
 
-def edit_backend_from_pipeline(pipe, models: DiffusionModels, device: str) -> EditBackend:
-    """An EditBackend around an already built pipeline: EditBackend.__init__ without from_pretrained (no memory
-    flags: the whole pipeline on the device)."""
-    backend = EditBackend.__new__(EditBackend)
-    backend.device = device
-    backend.models = replace(models, family=parse_family(models.family))
-    backend.pipe = pipe
-    backend.cpu_offload = False
-    backend.vae_tiling = False
-    backend._lock = threading.Lock()
-    backend._place()
-    return backend
-
-
 def make_request(family: str, size: tuple[int, int], steps: int, batch: int) -> DiffusionRequest:
     if family in EDIT_FAMILIES:
         return make_edit_request(family, size, steps, batch)
@@ -419,7 +403,7 @@ def build_backend(family: str, args: argparse.Namespace, device: str, folder: Pa
     dtype = choose_dtype(device)
     if family in EDIT_FAMILIES:
         pipe = build_edit_pipeline(family, device, dtype, smoke=args.smoke)
-        backend = edit_backend_from_pipeline(pipe, DEFAULT_MODELS[family], device)
+        backend = EditBackend.from_pipeline(pipe, DEFAULT_MODELS[family], device)
         compiled = ("transformer",)
     else:
         pipe = build_pipeline(family, device, dtype, folder / family)

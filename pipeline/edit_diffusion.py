@@ -48,6 +48,8 @@ PIPELINE_CLASSES = {"flux2-klein": "Flux2KleinPipeline", "qwen-edit": "QwenImage
 TAKES_POSE_IMAGE = {"flux2-klein": False, "qwen-edit": True}
 TAKES_NEGATIVE_PROMPT = {"flux2-klein": False, "qwen-edit": True}
 SIDE_MULTIPLE = 16  # the VAE's 8, times the transformers' 2 x 2 patches
+# Qwen's scheduler ends at shift_terminal: with one step its only sigma divides 0 by 0 and the image is NaN.
+MIN_STEPS = {"flux2-klein": 1, "qwen-edit": 2}
 
 
 def is_edit_family(family: str) -> bool:
@@ -61,10 +63,25 @@ class EditBackend:
 
     def __init__(self, models: DiffusionModels, device: str | None = None, cpu_offload: bool = False,
                  vae_tiling: bool = False) -> None:
-        self.device, _ = choose_device(device)
-        self.models = replace(models, family=parse_family(models.family))
-        self.pipe = _build_edit_pipeline(self.models, choose_dtype(self.device))
-        self.cpu_offload = cpu_offload and self.device.startswith("cuda")
+        device_name, _ = choose_device(device)
+        family_models = replace(models, family=parse_family(models.family))
+        self._setup(_build_edit_pipeline(family_models, choose_dtype(device_name)), family_models, device_name,
+                    cpu_offload, vae_tiling)
+
+    @classmethod
+    def from_pipeline(cls, pipe, models: DiffusionModels, device: str | None = None, cpu_offload: bool = False,
+                      vae_tiling: bool = False) -> "EditBackend":
+        """A backend around an already built pipeline (benchmarks)."""
+        backend = cls.__new__(cls)
+        backend._setup(pipe, replace(models, family=parse_family(models.family)), choose_device(device)[0],
+                       cpu_offload, vae_tiling)
+        return backend
+
+    def _setup(self, pipe, models: DiffusionModels, device: str, cpu_offload: bool, vae_tiling: bool) -> None:
+        self.device = device
+        self.models = models
+        self.pipe = pipe
+        self.cpu_offload = cpu_offload and device.startswith("cuda")
         self.vae_tiling = vae_tiling
         self._lock = threading.Lock()
         self._place()
@@ -118,6 +135,9 @@ class EditBackend:
         if width % SIDE_MULTIPLE or height % SIDE_MULTIPLE:  # the pipelines would quietly round them down
             raise InputError(f"Cannot generate: {self.models.family} makes sizes in multiples of {SIDE_MULTIPLE} "
                              f"pixels (got {width} x {height}).")
+        if steps < MIN_STEPS[self.models.family]:
+            raise InputError(f"Cannot generate: {self.models.family} needs at least {MIN_STEPS[self.models.family]} "
+                             f"steps (got {steps}).")
         # CPU generators: the same seed gives the same starting noise on any device.
         arguments = dict(
             image=references or None, prompt=prompt, width=width, height=height, num_inference_steps=steps,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,17 @@ def test_an_editing_family_from_the_command_line(tmp_path, photo_path, tiny_edit
     assert report["backend"] == "diffusion" and "image 2" in report["prompt"]
     (output,) = report["outputs"]
     assert output["seed"] == 3 and output["ai_generated"] and (tmp_path / output["file"]).is_file()
+
+
+def test_sizes_and_steps_the_pipelines_cannot_make_are_refused(tiny_edit_folders):
+    from pipeline.on_model import diffusion_request, plan_on_model
+    from pipeline.model_cards import load_model_cards
+
+    card = next(card for card in load_model_cards(Path(__file__).parents[1] / "model_cards") if card.id == PERSONA)
+    image, mask = garment_photo(size=(120, 160))
+    backend = EditBackend(models_from("qwen-edit", base_model=str(tiny_edit_folders["qwen-edit"])), device="cpu")
+    for options, message in ((dict(steps=2, width=264, height=256), "multiples of 16 pixels (got 264 x 256)"),
+                             (dict(steps=1, width=256, height=256), "at least 2 steps")):
+        plan = plan_on_model(card, "top", "navy", on_model_options(seed=1, **options), "qwen-edit")
+        with pytest.raises(InputError, match=re.escape(message)):
+            backend.generate(diffusion_request(plan, image, mask.astype("uint8") * 255))
