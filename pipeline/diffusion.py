@@ -147,6 +147,7 @@ class DiffusionRequest:
     controlnet_scale: float
     seeds: list[int]  # one image per seed; image i is reproducible from seeds[i] alone
     person_image: Image.Image | None = None  # the persona's reference photo (edit families; ignored by SDXL/SD 1.5)
+    with_pose: bool = True  # whether an edit family that reads poses gets the pose image (not for the 3D ghost)
 
 
 def validate_request(request: DiffusionRequest) -> None:

@@ -108,7 +108,7 @@ class EditBackend:
         """The reference images in the order the instruction names them: person, garment, pose."""
         images = [request.person_image] if request.person_image is not None else []
         images.append(rgb_on_white(request.garment_image))
-        if TAKES_POSE_IMAGE[self.models.family]:
+        if TAKES_POSE_IMAGE[self.models.family] and request.with_pose:
             images.append(rgb_on_white(request.pose_image))
         return [image.convert("RGB") for image in images]
 

@@ -16,7 +16,9 @@ from typing import Any
 from pipeline.poses import FRAMINGS, KEYPOINT_NAMES, Pose
 
 MODEL_KINDS = ("ghost", "persona")
-BACKENDS = {"ghost": "ghost", "persona": "diffusion"}  # the backend each kind of card runs on
+# The backends each kind of card may run on: a ghost is the exact cut-out ("ghost"), or the 3D ghost made by an
+# editing family ("diffusion"); a persona always runs on diffusion.
+BACKENDS = {"ghost": ("ghost", "diffusion"), "persona": ("diffusion",)}
 DATABASE_COLUMNS = ("id", "name", "kind", "gender", "body_type", "ethnicity", "style_tags", "backend")
 _REQUIRED = ("id", "name", "kind", "backend")
 _TEXT = ("name", "gender", "body_type", "ethnicity", "description", "age", "person_prompt", "style_prompt",
@@ -49,6 +51,11 @@ class ModelCard:
     def database_row(self) -> dict[str, Any]:
         """The `virtual_models` row (the seed's columns)."""
         return {column: getattr(self, column) for column in DATABASE_COLUMNS}
+
+    @property
+    def is_volume_ghost(self) -> bool:
+        """The 3D ghost: the flat cut-out given a worn shape by an editing family (no person, no pose)."""
+        return self.kind == "ghost" and self.backend == "diffusion"
 
     def pose(self, name: str) -> Pose:
         for pose in self.poses:
@@ -119,8 +126,9 @@ def _check_identity(data: dict, context: _Context) -> None:
     kind = data["kind"]
     if kind not in MODEL_KINDS:
         raise context.error("field 'kind'", f"must be one of {', '.join(MODEL_KINDS)}, not {json.dumps(kind)}")
-    if data["backend"] != BACKENDS[kind]:
-        raise context.error("field 'backend'", f"a {kind} card runs on {BACKENDS[kind]!r}, not {json.dumps(data['backend'])}")
+    if data["backend"] not in BACKENDS[kind]:
+        allowed = " or ".join(repr(backend) for backend in BACKENDS[kind])
+        raise context.error("field 'backend'", f"a {kind} card runs on {allowed}, not {json.dumps(data['backend'])}")
 
 
 def _check_style_tags(tags: Any, context: _Context) -> None:

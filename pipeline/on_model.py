@@ -33,7 +33,7 @@ from pipeline.generation import OutputSpec, RenderedOutput
 from pipeline.model_cards import ModelCard
 from pipeline.poses import POSE_ASPECT, choose_pose, keypoints_to_pixels, render_pose
 from pipeline.presets import ratio_size
-from pipeline.prompts import build_edit_prompt, build_prompt, persona_photo_prompt
+from pipeline.prompts import build_edit_prompt, build_prompt, persona_photo_prompt, volume_ghost_prompt
 
 # Portrait sizes each family was trained near (about 1 MP for SDXL and the edit models); the full body fits, and
 # crops are cut from them.
@@ -99,10 +99,15 @@ class OnModelPlan:
         return asdict(self)
 
 
+VOLUME_GHOST_SIZE = (1024, 1024)  # a product shot: square, about 1 MP
+
+
 def plan_on_model(card: ModelCard, category: str, color_name: str, options: OnModelOptions, family: str,
                   few_step: bool = False) -> OnModelPlan:
     if not 1 <= options.batch_size <= MAX_BATCH:
         raise InputError(f"Batch size must be between 1 and {MAX_BATCH}, not {options.batch_size}.")
+    if card.is_volume_ghost:
+        return _plan_volume_ghost(category, color_name, options, family, few_step)
     pose = choose_pose(card, category, options.pose or None)
     if family in EDIT_FAMILIES:
         prompt, negative = build_edit_prompt(card, category, color_name or "", pose,
@@ -124,6 +129,23 @@ def plan_on_model(card: ModelCard, category: str, color_name: str, options: OnMo
         width=options.width or width, height=options.height or height,
         keypoints=[list(point) if point is not None else None for point in pose.keypoints],
     )
+
+
+def _plan_volume_ghost(category: str, color_name: str, options: OnModelOptions, family: str,
+                       few_step: bool) -> OnModelPlan:
+    if family not in EDIT_FAMILIES:
+        raise InputError(f"The 3D ghost needs an image-editing family ({' or '.join(EDIT_FAMILIES)}), not {family}.")
+    prompt, negative = volume_ghost_prompt(category, color_name or "")
+    width, height = VOLUME_GHOST_SIZE
+    base_seed = options.seed if options.seed is not None and options.seed >= 0 else random.randint(0, MAX_SEED)
+    return OnModelPlan(
+        prompt=options.prompt.strip() or prompt, negative_prompt=options.negative_prompt.strip() or negative,
+        pose="", seeds=[(base_seed + index) % (MAX_SEED + 1) for index in range(options.batch_size)],
+        steps=options.steps or (FEW_STEPS if few_step else DEFAULT_STEPS[family]),
+        guidance_scale=options.guidance_scale if options.guidance_scale is not None else (
+            FEW_STEP_GUIDANCE[family] if few_step else DEFAULT_GUIDANCE[family]),
+        ip_adapter_scale=options.ip_adapter_scale, controlnet_scale=options.controlnet_scale,
+        width=options.width or width, height=options.height or height, keypoints=[])
 
 
 @dataclass(frozen=True)
@@ -156,10 +178,11 @@ def diffusion_request(plan: OnModelPlan, image: Image.Image, mask: np.ndarray,
     request = DiffusionRequest(
         prompt=plan.prompt, negative_prompt=plan.negative_prompt,
         garment_image=garment_on_white(image, mask),
-        pose_image=render_pose(plan.keypoints, plan.width, plan.height, aspect=POSE_ASPECT),
+        pose_image=(render_pose(plan.keypoints, plan.width, plan.height, aspect=POSE_ASPECT) if plan.keypoints
+                    else Image.new("RGB", (plan.width, plan.height), "black")),  # the 3D ghost has no pose
         width=plan.width, height=plan.height, steps=plan.steps, guidance_scale=plan.guidance_scale,
         ip_adapter_scale=plan.ip_adapter_scale, controlnet_scale=plan.controlnet_scale, seeds=list(plan.seeds),
-        person_image=person_image,
+        person_image=person_image, with_pose=bool(plan.pose),
     )
     validate_request(request)
     return request
@@ -171,12 +194,12 @@ def render_on_model(backend: DiffusionBackend, plan: OnModelPlan, image: Image.I
                     should_cancel: Callable[[], bool] | None = None,
                     person_image: Image.Image | None = None) -> list[RenderedOutput]:
     generated = backend.generate(diffusion_request(plan, image, mask, person_image), progress, should_cancel)
-    pixels = keypoints_to_pixels(plan.keypoints, plan.width, plan.height, POSE_ASPECT)
+    pixels = keypoints_to_pixels(plan.keypoints, plan.width, plan.height, POSE_ASPECT) if plan.keypoints else []
     focus = points_box(pixels)
     garment_features = garment_pattern(image, mask)
     outputs = []
     for index, (picture, seed) in enumerate(zip(generated, plan.seeds)):
-        colour, pattern = _fidelity(picture, category, plan.keypoints, garment_hex, garment_features)
+        colour, pattern = _fidelity(picture, category, plan.keypoints or None, garment_hex, garment_features)
         for spec in specs:
             size = (spec.width, spec.height) if spec.width else _window_size(picture.size, spec.aspect_ratio)
             enlargement = max(1.0, crop_enlargement(picture.size, spec.aspect_ratio, size))
@@ -194,7 +217,7 @@ def _window_size(size: tuple[int, int], aspect_ratio: str) -> tuple[int, int]:
     return ratio_size(aspect_ratio, max(window_w, window_w * ratio_h // ratio_w))
 
 
-def _fidelity(picture: Image.Image, category: str, keypoints: list, garment_hex: str | None,
+def _fidelity(picture: Image.Image, category: str, keypoints: list | None, garment_hex: str | None,
               garment_features: PatternFeatures) -> tuple[FidelityScore | None, PatternScore | None]:
     """The output's colour and pattern scores against the garment's; None where they cannot be measured."""
     try:

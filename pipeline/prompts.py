@@ -90,6 +90,22 @@ def build_edit_prompt(card: ModelCard, category: str, color_name: str, pose: Pos
     return _join(parts), negative_prompt(card, pose)
 
 
+VOLUME_GHOST_NEGATIVES = ("person, skin, face, hands, mannequin, hanger, props, different colour garment, extra "
+                          "garments, text, watermark")
+
+
+def volume_ghost_prompt(category: str, color_name: str, garment_noun: str | None = None) -> tuple[str, str]:
+    """(instruction, negative) for the 3D ghost: the flat cut-out in image 1 given a worn shape, nobody in it."""
+    noun = _garment_noun(category, garment_noun)
+    garment = _with_article(f"{_color_words(color_name)} {noun}".strip(), plural=noun in _PLURAL_NOUNS)
+    parts = [f"Turn the flat garment in image 1 ({garment}) into a ghost-mannequin product photo",
+             "the same garment as if worn by an invisible mannequin, with natural volume and drape, the inside of "
+             "the back neckline showing", "no person, no mannequin",
+             "keep the garment's colour, pattern, print, logos and text exactly as in image 1",
+             "centred on a plain white background, soft even studio light", _PHOTO_WORDS]
+    return _join(parts), _join([QUALITY_NEGATIVES, VOLUME_GHOST_NEGATIVES])
+
+
 def persona_photo_prompt(card: ModelCard) -> tuple[str, str]:
     """(prompt, negative) for a persona's reference photo: the person, head to toe, in a plain outfit that no
     garment will be confused with, facing the camera in plain, even studio light."""

@@ -216,6 +216,10 @@ class Studio:
     def _model_availability(self, model: dict[str, Any]) -> tuple[bool, str | None]:
         if model["backend"] == self.ghost_backend.name:
             return True, None
+        family = self.diffusion_models().family
+        if model["kind"] == "ghost" and family not in EDIT_FAMILIES:
+            return False, (f"the 3D ghost needs an image-editing family ({' or '.join(EDIT_FAMILIES)}); this studio "
+                           f"runs {family}")
         reason = self._diffusion_unavailable_reason()
         return reason is None, reason
 
@@ -677,7 +681,7 @@ class Studio:
         """The persona's reference photo for an editing family (made and kept on first use); None for SDXL and
         SD 1.5, which draw the person from the prompt."""
         family = backend.models.family
-        if family not in EDIT_FAMILIES:
+        if family not in EDIT_FAMILIES or self._model_card(model_id).kind != "persona":  # the 3D ghost has nobody
             return None
         stored = self.database.get_persona_photo(owner_id, model_id, family)
         if stored is None or not self.files.exists(stored["image_url"]):

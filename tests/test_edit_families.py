@@ -181,3 +181,30 @@ def test_sizes_and_steps_the_pipelines_cannot_make_are_refused(tiny_edit_folders
         plan = plan_on_model(card, "top", "navy", on_model_options(seed=1, **options), "qwen-edit")
         with pytest.raises(InputError, match=re.escape(message)):
             backend.generate(diffusion_request(plan, image, mask.astype("uint8") * 255))
+
+
+@pytest.mark.parametrize("family", ["flux2-klein", "qwen-edit"])
+def test_the_3d_ghost_through_an_editing_family(settings, tiny_edit_folders, photo_path, family):
+    studio = edit_studio(settings, family, tiny_edit_folders)
+    try:
+        assert {m["id"]: m["available"] for m in studio.virtual_models()}["ghost_3d"]
+        garment = studio.upload_garment(photo_path)
+        job = studio.generate(garment["id"], "ghost_3d", ["1:1"], [], wait=True,
+                              options=on_model_options(seed=2, **SMALL))
+        assert job["status"] == "completed", job["error_message"]
+        assert job["prompt_used"].startswith("Turn the flat garment in image 1 (a navy top)")
+        assert job["parameters"]["pose"] == "" and job["outputs"][0]["is_ai_generated"] == 1
+        with pytest.raises(InputError, match="first on-model photo makes one"):  # nobody's photo was made
+            studio.persona_photo("mod_01")
+        plan = studio.get_generation(job["id"])["parameters"]
+        assert (plan["width"], plan["height"]) == (256, 256)
+    finally:
+        studio.close()
+
+
+def test_the_3d_ghost_needs_an_editing_family(studio, photo_path):
+    ghost = {m["id"]: m for m in studio.virtual_models()}["ghost_3d"]
+    assert not ghost["available"] and "needs an image-editing family" in ghost["unavailable_reason"]
+    garment = studio.upload_garment(photo_path)
+    with pytest.raises(Exception, match="3D ghost needs an image-editing family"):
+        studio.generate(garment["id"], "ghost_3d", ["1:1"], [])
