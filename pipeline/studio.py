@@ -677,6 +677,15 @@ class Studio:
         if removed:
             self.files.delete(removed)
 
+    def uses_persona_photos(self, model_id: str) -> bool:
+        """Whether photos of this model start from a reference photo of the person: a persona, in an editing
+        family."""
+        card = self.cards.get(model_id)
+        return card is not None and card.kind == "persona" and self.diffusion_models().family in EDIT_FAMILIES
+
+    def model_name(self, model_id: str) -> str:
+        return self._model_card(model_id).name
+
     def _person_image(self, owner_id: str, model_id: str, backend, report) -> Image.Image | None:
         """The persona's reference photo for an editing family (made and kept on first use); None for SDXL and
         SD 1.5, which draw the person from the prompt."""

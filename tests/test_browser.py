@@ -369,8 +369,19 @@ def test_a_persona_photo_from_the_page_with_an_editing_family(browser_page, edit
     seller.add_photos(photos(tmp_path)[0])
     expect(page.locator("#cutout img")).to_be_visible()
     seller.tap(page.get_by_label("Sienna", exact=True))  # a persona, by her plain name, among the looks
+    expect(page.get_by_text("Sienna's photo is made with your first photo of Sienna")).to_be_visible()
     seller.tap(page.get_by_role("button", name="Make photos", exact=True))
     expect(page.locator("#results button.thumbnail-item")).to_have_count(1, timeout=300_000)
+    page.get_by_label("Marcus", exact=True).click()  # another persona, then back: her photo is shown now
+    page.get_by_label("Sienna", exact=True).click()
+    expect(page.get_by_text("Made once from Sienna's card, used for every garment")).to_be_visible()
+    expect(page.locator("#persona-photo img")).to_be_visible()
+    with page.expect_file_chooser() as chooser:
+        page.get_by_role("button", name="Use my own model photo").click()
+    own = tmp_path / "me.png"
+    Image.new("RGB", (300, 600), (90, 90, 100)).save(own)
+    chooser.value.set_files(str(own))
+    expect(page.get_by_text("Your own photo, used for every garment")).to_be_visible()
     assert not DEVELOPER_WORDS.search(page.locator("body").inner_text())
     seller.no_wider_than_the_screen()
     seller.shot("13-persona-photo-flux2-klein")
@@ -378,4 +389,4 @@ def test_a_persona_photo_from_the_page_with_an_editing_family(browser_page, edit
     job = studio.get_generation(listed["id"])
     assert job["status"] == "completed" and job["model_ids"]["family"] == "flux2-klein"
     assert job["target_model_id"] == "mod_01" and job["outputs"][0]["is_ai_generated"] == 1
-    assert studio.persona_photo("mod_01")["source"] == "generated"  # made once, kept for the next garment
+    assert studio.persona_photo("mod_01")["source"] == "user"  # the seller's own, private to them

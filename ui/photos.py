@@ -12,6 +12,7 @@ from pipeline.naming import garment_name
 from pipeline.presets import ASPECT_RATIOS, BACKGROUNDS, MARKETPLACES
 from pipeline.studio import GHOST_MODEL_ID, Studio
 from ui.common import PRIVATE, UIContext, output_items, wait_for_job
+from ui.persona import build_persona_panel
 from ui.tuning import build_tuning, past_runs
 from web.api import export_marketplace_for_download
 from web.errors import explained
@@ -62,6 +63,7 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
             line = personas_line(models)
             if line:
                 gr.Markdown(line, elem_classes="quiet")
+            build_persona_panel(ctx, look)
             marketplaces = gr.CheckboxGroup([(p.name, p.key) for p in MARKETPLACES.values()], label="Marketplaces",
                                             elem_classes="chips")
             with gr.Accordion("Other sizes and file type", open=False):
