@@ -218,8 +218,8 @@ class Studio:
             return True, None
         family = self.diffusion_models().family
         if model["kind"] == "ghost" and family not in EDIT_FAMILIES:
-            return False, (f"the 3D ghost needs an image-editing family ({' or '.join(EDIT_FAMILIES)}); this studio "
-                           f"runs {family}")
+            return False, (f"The 3D ghost needs an image-editing family ({' or '.join(EDIT_FAMILIES)}); this studio "
+                           f"runs {family}.")
         reason = self._diffusion_unavailable_reason()
         return reason is None, reason
 
