@@ -340,21 +340,24 @@ def test_a_refused_upload_says_why_stores_nothing_and_the_page_keeps_working(bro
 # -- an on-model photo with a multi-reference editing family ----------------------------------------
 
 
-@pytest.fixture
-def edit_studio_url(settings, tiny_flux2_klein_folder, monkeypatch) -> Iterator[tuple]:
-    """A studio whose on-model photos come from a tiny FLUX.2 [klein] folder, and its page's address."""
+@pytest.fixture(params=["flux2-klein", "qwen-edit"])
+def edit_studio_url(request, settings, tiny_flux2_klein_folder, tiny_qwen_edit_folder, monkeypatch) -> Iterator[tuple]:
+    """A studio whose on-model photos come from a tiny editing pipeline (each family in turn), and its page."""
     import dataclasses
 
     from pipeline.diffusion import forget_diffusion_backends
     from pipeline.studio import Studio
+    from tiny_edit_models import qwen_vae_reference_area
 
+    folder = {"flux2-klein": tiny_flux2_klein_folder, "qwen-edit": tiny_qwen_edit_folder}[request.param]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     forget_diffusion_backends()
-    studio = Studio.open(dataclasses.replace(settings, diffusion_family="flux2-klein",
-                                             base_model=str(tiny_flux2_klein_folder), diffusion_device="cpu"))
+    studio = Studio.open(dataclasses.replace(settings, diffusion_family=request.param, base_model=str(folder),
+                                             diffusion_device="cpu"))
     try:
-        for url in serve(studio):
-            yield studio, url
+        with qwen_vae_reference_area():  # Qwen VAE-encodes each reference at 1 MP: seconds each on a CPU
+            for url in serve(studio):
+                yield studio, url
     finally:
         studio.close()
         forget_diffusion_backends()
@@ -384,9 +387,10 @@ def test_a_persona_photo_from_the_page_with_an_editing_family(browser_page, edit
     expect(page.get_by_text("Your own photo, used for every garment")).to_be_visible()
     assert not DEVELOPER_WORDS.search(page.locator("body").inner_text())
     seller.no_wider_than_the_screen()
-    seller.shot("13-persona-photo-flux2-klein")
+    family = studio.diffusion_models().family
+    seller.shot(f"13-persona-photo-{family}")
     (listed,) = studio.list_generations(limit=5)
     job = studio.get_generation(listed["id"])
-    assert job["status"] == "completed" and job["model_ids"]["family"] == "flux2-klein"
+    assert job["status"] == "completed" and job["model_ids"]["family"] == family
     assert job["target_model_id"] == "mod_01" and job["outputs"][0]["is_ai_generated"] == 1
     assert studio.persona_photo("mod_01")["source"] == "user"  # the seller's own, private to them

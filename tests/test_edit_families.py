@@ -133,8 +133,9 @@ def test_the_references_go_in_as_the_instruction_names_them(tiny_edit_folders):
         assert len(references) == count and references[0] is not None and references[0].size == (64, 128)
 
 
-def test_an_editing_family_through_the_api(settings, tiny_edit_folders, photo_path, tmp_path):
-    studio = edit_studio(settings, "qwen-edit", tiny_edit_folders)
+@pytest.mark.parametrize("family", ["flux2-klein", "qwen-edit"])
+def test_an_editing_family_through_the_api(settings, tiny_edit_folders, photo_path, tmp_path, family):
+    studio = edit_studio(settings, family, tiny_edit_folders)
     demo = create_demo(studio)
     _, url, _ = demo.launch(prevent_thread_lock=True, quiet=True, **launch_options(studio))
     try:
@@ -157,9 +158,10 @@ def test_an_editing_family_through_the_api(settings, tiny_edit_folders, photo_pa
         studio.close()
 
 
-def test_an_editing_family_from_the_command_line(tmp_path, photo_path, tiny_edit_folders):
-    result = run("generate", str(photo_path), "--model", PERSONA, "--family", "flux2-klein",
-                 "--base-model", str(tiny_edit_folders["flux2-klein"]), "--device", "cpu", "--steps", "2",
+@pytest.mark.parametrize("family", ["flux2-klein", "qwen-edit"])
+def test_an_editing_family_from_the_command_line(tmp_path, photo_path, tiny_edit_folders, family):
+    result = run("generate", str(photo_path), "--model", PERSONA, "--family", family,
+                 "--base-model", str(tiny_edit_folders[family]), "--device", "cpu", "--steps", "2",
                  "--width", "256", "--height", "256", "--seed", "3", "--ratios", "1:1", "--out", "photos",
                  "--data-dir", "d", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
