@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.diffusion import FAMILIES
+from pipeline.families import FAMILIES
 from pipeline.errors import StudioError
 from pipeline.segmentation import SEGMENTATION_BACKENDS
 from pipeline.settings import DEFAULT_HOST, DEFAULT_PORT, Settings

@@ -76,7 +76,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from pipeline.diffusion import (  # noqa: E402
-    DEFAULT_MODELS, DiffusionBackend, DiffusionRequest, choose_dtype, parse_family)
+    DEFAULT_MODELS, DiffusionBackend, DiffusionRequest, choose_dtype)
+from pipeline.families import parse_family  # noqa: E402
 from pipeline.edit_diffusion import EDIT_FAMILIES, EditBackend  # noqa: E402
 from pipeline.errors import InputError  # noqa: E402
 from pipeline.model_cards import load_model_card  # noqa: E402

@@ -22,13 +22,10 @@ import torch
 from PIL import Image
 
 from pipeline.errors import BackendUnavailableError, InputError, StudioError
+from pipeline.families import parse_family
 from pipeline.hub import LoadedOnce, display_source, load_local_first
 from pipeline.sam import choose_device
 
-FAMILIES = ("sdxl", "sd15", "flux2-klein", "qwen-edit")
-FAMILY_ALIASES = {"sd1.5": "sd15", "sd-1.5": "sd15", "sd_15": "sd15", "sd-xl": "sdxl", "flux2": "flux2-klein",
-                  "klein": "flux2-klein", "flux.2-klein": "flux2-klein", "qwen": "qwen-edit",
-                  "qwen-image-edit": "qwen-edit"}
 
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 256, 2048, 8
 MAX_STEPS = 150
@@ -111,14 +108,6 @@ class GenerationCancelled(StudioError):
 
     def __init__(self, message: str = "Cancelled.") -> None:
         super().__init__(message)
-
-
-def parse_family(family: str) -> str:
-    name = (family or "").strip().lower()
-    name = FAMILY_ALIASES.get(name, name)
-    if name not in FAMILIES:
-        raise InputError(f"Unknown model family {family!r}; choose one of {', '.join(FAMILIES)}.")
-    return name
 
 
 def models_from(family: str = "sdxl", **overrides: str | None) -> DiffusionModels:

@@ -31,13 +31,13 @@ from pipeline.diffusion import (
     StepCancelled,
     choose_dtype,
     fuse_lora,
-    parse_family,
     require_accelerate,
     rgb_on_white,
     step_callback,
     validate_request,
 )
 from pipeline.errors import InputError, StudioError
+from pipeline.families import parse_family
 from pipeline.hub import load_local_first
 from pipeline.sam import choose_device
 
@@ -50,10 +50,6 @@ TAKES_NEGATIVE_PROMPT = {"flux2-klein": False, "qwen-edit": True}
 SIDE_MULTIPLE = 16  # the VAE's 8, times the transformers' 2 x 2 patches
 # Qwen's scheduler ends at shift_terminal: with one step its only sigma divides 0 by 0 and the image is NaN.
 MIN_STEPS = {"flux2-klein": 1, "qwen-edit": 2}
-
-
-def is_edit_family(family: str) -> bool:
-    return parse_family(family) in EDIT_FAMILIES
 
 
 class EditBackend:

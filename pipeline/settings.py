@@ -24,7 +24,7 @@ class Settings:
     category_backend: str = "auto"  # auto | clip | heuristic
     category_model: str | None = None  # None: STUDIO_CATEGORY_MODEL or the default fashion CLIP
     # On-model photos (pipeline.diffusion): a family's default checkpoints, each replaceable by a Hub id or folder.
-    diffusion_family: str = "sdxl"  # one of pipeline.diffusion.FAMILIES
+    diffusion_family: str = "sdxl"  # one of pipeline.families.FAMILIES
     base_model: str | None = None
     controlnet: str | None = None
     ip_adapter: str | None = None
