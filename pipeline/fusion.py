@@ -17,8 +17,12 @@ So, at the classic working size, the network's mask is the base and the classic 
    and the body); where they disagree widely (a busy rug) the classic model has gone astray and takes nothing;
 4. thin network-only parts in the top band of the classic garment or above it lose the pixels unlike the
    garment's main colours (a hanger's bar, clips and hook), unless they are a pair of straps;
-5. the classic clean-up: hanger bar and hook, small bumps of a hanger's colour on the top edge, enclosed holes
-   filled unless they look like the background, and `main_garment`, so that no floating piece remains.
+5. the classic clean-up: hanger bar and hook, and small bumps of a hanger's colour on the top edge;
+6. what is left of a hanger whose hook or bar was cut off: the regions of its colour at the top of the garment
+   (the clips and bar of a clip hanger gripping a waistband, the wall seen through a collar beside a hanger's
+   neck), and a clip hanger's bar lying along the waistband;
+7. enclosed holes filled unless they look like the background, and `main_garment`, so that no floating piece
+   remains.
 """
 
 from __future__ import annotations
@@ -74,6 +78,9 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
     without_hanger = cutout.remove_hanger(mask)
     on_a_hanger = np.count_nonzero(without_hanger) < np.count_nonzero(mask)
     mask = _remove_unlike_bumps(rgb, without_hanger, on_a_hanger)
+    mask = _remove_hanger_remains(rgb, mask, _cut_hanger(probability, mask, classic), classic.distance)
+    if on_a_hanger:
+        mask = _peel_hanger_bar(rgb, mask)
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
@@ -185,10 +192,11 @@ def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.
     return cutout._largest_components(trimmed)
 
 
-def _main_colour_distance(rgb: np.ndarray, body: np.ndarray) -> np.ndarray | None:
+def _main_colour_distance(rgb: np.ndarray, body: np.ndarray,
+                          min_pixels: int = cutout.MIN_OUTSIDE_PIXELS) -> np.ndarray | None:
     """Per pixel, the distance in sigmas to the nearest of the garment's main colours (each covering at least
     MAIN_COLOUR_SHARE of `body`); None when `body` is too small to say."""
-    if np.count_nonzero(body) < cutout.MIN_OUTSIDE_PIXELS:
+    if np.count_nonzero(body) < min_pixels:
         return None
     lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
     means, inverses, shares = cutout._fit_border_model(lab[body])
@@ -223,4 +231,97 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -
         part = labels == label
         if np.median(distance[part]) > cutout.GARMENT_LIKE_SIGMAS:
             trimmed[part] = 0
+    return cutout._largest_components(trimmed)
+
+
+MIN_HANGER_PIXELS = 20  # fewer pixels of a removed hanger than this do not tell its colour
+HANGER_CORE = 70  # percentile: the hanger's colour is read where it stands out most from the background
+HANGER_DELTA_E = 18.0  # a pixel this close to the hanger's colour (CIE76) may be the hanger's ...
+HANGER_UNLIKE = 2.0  # ... when it is this many times GARMENT_LIKE_SIGMAS from every colour of the garment
+HANGER_RISE = 0.03  # a hanger rises above the garment by at least this share of its height (a strap top less)
+MAX_REMAINS_SHARE = 0.06  # what is left of a hanger covers at most this share of the garment
+HANGER_CLOSER = 3.0  # ... or this many times closer to the hanger's colours than to the garment's
+MIN_HANGER_PART = 6  # pixels; smaller specks of the hanger's colour are left alone
+
+
+def _cut_hanger(probability: np.ndarray, mask: np.ndarray, classic: cutout.BackgroundVerdict) -> np.ndarray:
+    """The pixels of a hanger cut off so far (bool): what the network saw in or above the top band of the
+    garment that is no longer in the mask and stands out from the background (its hook, its bar's ends)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cut = (probability >= NETWORK_GARMENT) & (mask == 0) & (classic.distance > classic.threshold)
+    cut[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    return cut
+
+
+def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray,
+                           background_distance: np.ndarray) -> np.ndarray:
+    """`mask` without what is left of a hanger whose hook or bar was cut off (`hanger`: those pixels, bool): in
+    the top band, the regions of the hanger's colour and none of the garment's that touch the cut or the
+    garment's upper outline (the clips and bar of a clip hanger on a waistband, the rest of a wooden hanger's
+    body, the wall seen inside a collar)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    band_end = rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0])))
+    below = mask > 0
+    below[:band_end] = False
+    garment_distance = _main_colour_distance(rgb, below)
+    if garment_distance is None:
+        return mask
+    hanger = hanger & (garment_distance > cutout.GARMENT_LIKE_SIGMAS)
+    hanger_rows = np.flatnonzero(hanger.any(axis=1))
+    if (np.count_nonzero(hanger) < MIN_HANGER_PIXELS
+            or rows[0] - hanger_rows[0] < HANGER_RISE * (rows[-1] - rows[0])):
+        return mask
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
+    # A thin hook blends into the wall at working size: its truest colour is where it stands out most.
+    core = hanger & (background_distance >= np.percentile(background_distance[hanger], HANGER_CORE))
+    colour = np.median(lab[core], axis=0)
+    candidate = ((mask > 0) & (np.linalg.norm(lab - colour, axis=2) < HANGER_DELTA_E)
+                 & (garment_distance > HANGER_UNLIKE * cutout.GARMENT_LIKE_SIGMAS))
+    # The hanger's colours as a model too: a grey wall seen through a collar, beside a grey hanger.
+    hanger_distance = _main_colour_distance(rgb, hanger, min_pixels=MIN_HANGER_PIXELS)
+    if hanger_distance is not None:
+        candidate |= ((mask > 0) & (hanger_distance < cutout.GARMENT_LIKE_SIGMAS)
+                      & (garment_distance > HANGER_CLOSER * np.maximum(hanger_distance, 1.0)))
+    candidate[band_end:] = False
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8), connectivity=8)
+    labels[np.isin(labels, np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_HANGER_PART))] = 0
+    outline = np.zeros(mask.shape, bool)
+    outline[1:] = (mask[1:] > 0) & (mask[:-1] == 0)
+    outline[0] = mask[0] > 0
+    near = (cv2.dilate(hanger.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) | (
+        cv2.dilate(outline.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    touching = np.unique(labels[near])
+    remains = np.isin(labels, touching[touching > 0])
+    if not remains.any() or np.count_nonzero(remains) > MAX_REMAINS_SHARE * np.count_nonzero(mask):
+        return mask
+    trimmed = mask.copy()
+    trimmed[remains] = 0
+    return cutout._largest_components(trimmed)
+
+
+BAR_ROW_SHARE = 0.6  # a row of the mask is a hanger bar's when this share of it has none of the garment's colours
+BAR_PEEL_FRACTION = 0.03  # a bar is at most this share of the garment's height thick
+
+
+def _peel_hanger_bar(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`mask` without the top rows that are mostly none of the garment's colours: the bar of a clip hanger
+    lying along a waistband, which no opening separates from it. Only a thin band is peeled: when the rows of
+    other colours go deeper, they are the garment's own band (a striped waistband, a collar)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    height = rows[-1] - rows[0] + 1
+    below = mask > 0
+    below[:rows[0] + int(round(TOP_BAND * height))] = False
+    distance = _main_colour_distance(rgb, below)
+    if distance is None:
+        return mask
+    unlike = (mask > 0) & (distance > cutout.GARMENT_LIKE_SIGMAS)
+    share = unlike.sum(axis=1) / np.maximum(1, (mask > 0).sum(axis=1))
+    limit = max(2, int(round(BAR_PEEL_FRACTION * height)))
+    peeled = 0
+    while peeled <= limit and share[rows[0] + peeled] >= BAR_ROW_SHARE:
+        peeled += 1
+    if peeled == 0 or peeled > limit:
+        return mask
+    trimmed = mask.copy()
+    trimmed[:rows[0] + peeled] = 0
     return cutout._largest_components(trimmed)

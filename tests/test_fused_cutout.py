@@ -12,7 +12,7 @@ from pipeline import cutout, fusion, u2net
 from pipeline.cutout import stray_regions
 from pipeline.fusion import cut_out_fused
 from pipeline.segmentation import SEGMENTATION_BACKENDS, describe_segmentation_backend, get_segmenter
-from tests.test_cutout import T_SHIRT, bed_sheet, iou, paint, polygon_mask, wood_floor
+from tests.test_cutout import PANTS, T_SHIRT, bed_sheet, iou, paint, polygon_mask, wood_floor
 
 WIDTH, HEIGHT = 360, 480
 # Measured with the real weights: fused IoU 0.991 (floor), 0.986 (stripes), 0.991 (hanger; classic alone 0.846).
@@ -174,3 +174,47 @@ def test_where_the_classic_cut_out_goes_astray_on_a_busy_rug_the_networks_garmen
     assert iou(cutout.judge_background(photo).mask, truth) < 0.7  # the classic cut-out alone
     mask = fusion.fuse_small(photo, np.where(truth > 0, 0.8, 0.0).astype(np.float32))
     assert iou(mask, truth) >= MIN_IOU
+
+
+def trousers_on_a_clip_hanger(waistband: tuple[int, int, int] | None = None):
+    """Beige trousers hung on a wall by a black clip hanger whose bar lies along the waistband and whose two
+    clips grip it (flat lays pants/38e03d31, shorts/163d946e): the photo, the trousers, the clips and the bar's
+    row. With `waistband`, the trousers have a band of that colour along their top."""
+    truth = polygon_mask(PANTS, WIDTH, HEIGHT)
+    wall = (np.array([226, 224, 218]) + np.random.default_rng(3).normal(0, 2, (HEIGHT, WIDTH, 3)))
+    photo = paint(wall.clip(0, 255).astype(np.uint8), truth, (196, 184, 160))
+    top = int(0.15 * HEIGHT)
+    if waistband is not None:
+        band = truth.copy()
+        band[top + int(0.03 * HEIGHT):] = 0
+        photo = paint(photo, band, waistband, seed=4)
+    black = (28, 28, 30)
+    cv2.rectangle(photo, (int(0.15 * WIDTH), top - 5), (int(0.85 * WIDTH), top + 1), black, -1)
+    cv2.line(photo, (WIDTH // 2, top - 5), (WIDTH // 2, int(0.05 * HEIGHT)), black, 4)
+    cv2.ellipse(photo, (WIDTH // 2 + 12, int(0.05 * HEIGHT)), (12, 12), 0, 180, 360, black, 4)
+    clips = np.zeros((HEIGHT, WIDTH), bool)
+    for x in (0.40, 0.60):
+        clips[top - 8: top + 22, int(x * WIDTH) - 12: int(x * WIDTH) + 12] = True
+    photo[clips] = black
+    return photo, truth, clips, top
+
+
+def test_a_clip_hangers_bar_and_clips_on_the_waistband_are_removed():
+    photo, truth, clips, top = trousers_on_a_clip_hanger()
+    mask = cut_out_fused(Image.fromarray(photo))
+    check(mask)
+    assert not mask[: top - 8].any()  # the hook
+    assert np.count_nonzero((mask > 0) & clips) < 0.1 * np.count_nonzero(clips)
+    assert not mask[top - 4: top + 1, int(0.45 * WIDTH): int(0.55 * WIDTH)].any()  # the bar between the clips
+    assert iou(mask, truth & ~(clips * 255).astype(np.uint8)) >= 0.93
+
+
+def test_a_waistband_unlike_the_hanger_stays():
+    navy = (30, 40, 110)
+    photo, truth, clips, top = trousers_on_a_clip_hanger(waistband=navy)
+    mask = cut_out_fused(Image.fromarray(photo))
+    check(mask)
+    band = (truth > 0) & ~clips
+    band[: top + 3] = False
+    band[top + int(0.03 * HEIGHT):] = False
+    assert np.count_nonzero((mask > 0) & band) >= 0.9 * np.count_nonzero(band)
