@@ -260,6 +260,8 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     garment's upper outline (the clips and bar of a clip hanger on a waistband, the rest of a wooden hanger's
     body, the wall seen inside a collar)."""
     rows = np.flatnonzero(mask.any(axis=1))
+    if not _rises_above(hanger, rows):
+        return mask
     band_end = rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0])))
     below = mask > 0
     below[:band_end] = False
@@ -267,9 +269,7 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     if garment_distance is None:
         return mask
     hanger = hanger & (garment_distance > cutout.GARMENT_LIKE_SIGMAS)
-    hanger_rows = np.flatnonzero(hanger.any(axis=1))
-    if (np.count_nonzero(hanger) < MIN_HANGER_PIXELS
-            or rows[0] - hanger_rows[0] < HANGER_RISE * (rows[-1] - rows[0])):
+    if not _rises_above(hanger, rows):
         return mask
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
     # A thin hook blends into the wall at working size: its truest colour is where it stands out most.
@@ -297,6 +297,13 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     trimmed = mask.copy()
     trimmed[remains] = 0
     return cutout._largest_components(trimmed)
+
+
+def _rises_above(hanger: np.ndarray, garment_rows: np.ndarray) -> bool:
+    """Whether the pixels of a hanger are enough to tell its colour and rise above the garment as a hook does."""
+    hanger_rows = np.flatnonzero(hanger.any(axis=1))
+    return (np.count_nonzero(hanger) >= MIN_HANGER_PIXELS
+            and garment_rows[0] - hanger_rows[0] >= HANGER_RISE * (garment_rows[-1] - garment_rows[0]))
 
 
 BAR_ROW_SHARE = 0.6  # a row of the mask is a hanger bar's when this share of it has none of the garment's colours
