@@ -235,13 +235,13 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -
 
 
 MIN_HANGER_PIXELS = 20  # fewer pixels of a removed hanger than this do not tell its colour
+HANGER_RISE = 0.03  # a hanger rises above the garment by at least this share of its height (a strap top less)
 HANGER_CORE = 70  # percentile: the hanger's colour is read where it stands out most from the background
 HANGER_DELTA_E = 18.0  # a pixel this close to the hanger's colour (CIE76) may be the hanger's ...
-HANGER_UNLIKE = 2.0  # ... when it is this many times GARMENT_LIKE_SIGMAS from every colour of the garment
-HANGER_RISE = 0.03  # a hanger rises above the garment by at least this share of its height (a strap top less)
-MAX_REMAINS_SHARE = 0.06  # what is left of a hanger covers at most this share of the garment
-HANGER_CLOSER = 3.0  # ... or this many times closer to the hanger's colours than to the garment's
+HANGER_UNLIKE = 2.0  # ... when it is this many times GARMENT_LIKE_SIGMAS from every colour of the garment;
+HANGER_CLOSER = 3.0  # or when it is this many times closer to the hanger's colours than to the garment's
 MIN_HANGER_PART = 6  # pixels; smaller specks of the hanger's colour are left alone
+MAX_REMAINS_SHARE = 0.06  # what is left of a hanger covers at most this share of the garment
 
 
 def _cut_hanger(probability: np.ndarray, mask: np.ndarray, classic: cutout.BackgroundVerdict) -> np.ndarray:
@@ -271,19 +271,36 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     hanger = hanger & (garment_distance > cutout.GARMENT_LIKE_SIGMAS)
     if not _rises_above(hanger, rows):
         return mask
+    candidate = _hanger_coloured(rgb, mask, hanger, garment_distance, background_distance)
+    candidate[band_end:] = False
+    remains = _touching(candidate, hanger, mask)
+    if not remains.any() or np.count_nonzero(remains) > MAX_REMAINS_SHARE * np.count_nonzero(mask):
+        return mask
+    trimmed = mask.copy()
+    trimmed[remains] = 0
+    return cutout._largest_components(trimmed)
+
+
+def _hanger_coloured(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray, garment_distance: np.ndarray,
+                     background_distance: np.ndarray) -> np.ndarray:
+    """The garment's pixels of the hanger's colour and none of the garment's (bool)."""
     lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab).astype(np.float32)
     # A thin hook blends into the wall at working size: its truest colour is where it stands out most.
     core = hanger & (background_distance >= np.percentile(background_distance[hanger], HANGER_CORE))
     colour = np.median(lab[core], axis=0)
-    candidate = ((mask > 0) & (np.linalg.norm(lab - colour, axis=2) < HANGER_DELTA_E)
-                 & (garment_distance > HANGER_UNLIKE * cutout.GARMENT_LIKE_SIGMAS))
+    coloured = ((mask > 0) & (np.linalg.norm(lab - colour, axis=2) < HANGER_DELTA_E)
+                & (garment_distance > HANGER_UNLIKE * cutout.GARMENT_LIKE_SIGMAS))
     # The hanger's colours as a model too: a grey wall seen through a collar, beside a grey hanger.
     hanger_distance = _main_colour_distance(rgb, hanger, min_pixels=MIN_HANGER_PIXELS)
     if hanger_distance is not None:
-        candidate |= ((mask > 0) & (hanger_distance < cutout.GARMENT_LIKE_SIGMAS)
-                      & (garment_distance > HANGER_CLOSER * np.maximum(hanger_distance, 1.0)))
-    candidate[band_end:] = False
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8), connectivity=8)
+        coloured |= ((mask > 0) & (hanger_distance < cutout.GARMENT_LIKE_SIGMAS)
+                     & (garment_distance > HANGER_CLOSER * np.maximum(hanger_distance, 1.0)))
+    return coloured
+
+
+def _touching(candidate: np.ndarray, hanger: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The parts of `candidate` (bool), specks left out, that touch the cut hanger or the mask's upper outline."""
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(candidate.astype(np.uint8), connectivity=8)
     labels[np.isin(labels, np.flatnonzero(stats[:, cv2.CC_STAT_AREA] < MIN_HANGER_PART))] = 0
     outline = np.zeros(mask.shape, bool)
     outline[1:] = (mask[1:] > 0) & (mask[:-1] == 0)
@@ -291,12 +308,7 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     near = (cv2.dilate(hanger.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0) | (
         cv2.dilate(outline.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
     touching = np.unique(labels[near])
-    remains = np.isin(labels, touching[touching > 0])
-    if not remains.any() or np.count_nonzero(remains) > MAX_REMAINS_SHARE * np.count_nonzero(mask):
-        return mask
-    trimmed = mask.copy()
-    trimmed[remains] = 0
-    return cutout._largest_components(trimmed)
+    return np.isin(labels, touching[touching > 0])
 
 
 def _rises_above(hanger: np.ndarray, garment_rows: np.ndarray) -> bool:
