@@ -163,9 +163,8 @@ def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
 def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:
     """`mask` without the thin network-only parts in the top band of the classic garment or above it (a hanger's
     bar, clips and hook, which the classic cut-out removed), unless they are a pair of straps."""
-    rows = np.flatnonzero(classic_garment.any(axis=1))
     extra = (mask > 0) & ~classic_garment
-    extra[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    extra[_top_band_end(classic_garment):] = False
     if not extra.any():
         return mask
     radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * cutout.HOOK_FRACTION)))
@@ -190,6 +189,19 @@ def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.
     trimmed = mask.copy()
     trimmed[hanger] = 0
     return cutout._largest_components(trimmed)
+
+
+def _top_band_end(mask: np.ndarray) -> int:
+    """The first row below the top band of a (non-empty) mask: where a hanger's bar, clips and hook end."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    return int(rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))))
+
+
+def _colours_below_top_band(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
+    """`_main_colour_distance` to the garment's colours below its top band, where no hanger lies."""
+    below = mask > 0
+    below[:_top_band_end(mask)] = False
+    return _main_colour_distance(rgb, below)
 
 
 def _main_colour_distance(rgb: np.ndarray, body: np.ndarray,
@@ -217,7 +229,7 @@ def _remove_unlike_bumps(rgb: np.ndarray, mask: np.ndarray, on_a_hanger: bool) -
     radius = max(2, int(round(np.sqrt(float(np.count_nonzero(mask))) * BUMP_FRACTION)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     bumps = (mask > 0) & ~(cv2.morphologyEx(mask, cv2.MORPH_OPEN, kernel) > 0)
-    bumps[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    bumps[_top_band_end(mask):] = False
     count, labels, stats, _ = cv2.connectedComponentsWithStats(bumps.astype(np.uint8), connectivity=8)
     compact = [label for label in range(1, count)
                if on_a_hanger or stats[label, cv2.CC_STAT_HEIGHT] < STRAP_ELONGATION * stats[label, cv2.CC_STAT_WIDTH]]
@@ -247,9 +259,8 @@ MAX_REMAINS_SHARE = 0.06  # what is left of a hanger covers at most this share o
 def _cut_hanger(probability: np.ndarray, mask: np.ndarray, classic: cutout.BackgroundVerdict) -> np.ndarray:
     """The pixels of a hanger cut off so far (bool): what the network saw in or above the top band of the
     garment that is no longer in the mask and stands out from the background (its hook, its bar's ends)."""
-    rows = np.flatnonzero(mask.any(axis=1))
     cut = (probability >= NETWORK_GARMENT) & (mask == 0) & (classic.distance > classic.threshold)
-    cut[rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0]))):] = False
+    cut[_top_band_end(mask):] = False
     return cut
 
 
@@ -262,10 +273,8 @@ def _remove_hanger_remains(rgb: np.ndarray, mask: np.ndarray, hanger: np.ndarray
     rows = np.flatnonzero(mask.any(axis=1))
     if not _rises_above(hanger, rows):
         return mask
-    band_end = rows[0] + int(round(TOP_BAND * (rows[-1] - rows[0])))
-    below = mask > 0
-    below[:band_end] = False
-    garment_distance = _main_colour_distance(rgb, below)
+    band_end = _top_band_end(mask)
+    garment_distance = _colours_below_top_band(rgb, mask)
     if garment_distance is None:
         return mask
     hanger = hanger & (garment_distance > cutout.GARMENT_LIKE_SIGMAS)
@@ -328,9 +337,7 @@ def _peel_hanger_bar(rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
     other colours go deeper, they are the garment's own band (a striped waistband, a collar)."""
     rows = np.flatnonzero(mask.any(axis=1))
     height = rows[-1] - rows[0] + 1
-    below = mask > 0
-    below[:rows[0] + int(round(TOP_BAND * height))] = False
-    distance = _main_colour_distance(rgb, below)
+    distance = _colours_below_top_band(rgb, mask)
     if distance is None:
         return mask
     unlike = (mask > 0) & (distance > cutout.GARMENT_LIKE_SIGMAS)
