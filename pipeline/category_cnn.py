@@ -30,6 +30,7 @@ CLASS_CATEGORY = {"dress": "dress", "outwear": "outerwear", "pants": "bottom", "
 CLASS_GARMENT_TYPE = {"dress": "dress", "outwear": "jacket", "pants": "trousers", "shorts": "shorts",
                       "skirt": "skirt", "shirt": "shirt", "longsleeve": "long-sleeve top", "t-shirt": "t-shirt"}
 WIDTHS = (32, 64, 128, 192)
+MIN_SIDE = 2 ** len(WIDTHS) * 2  # each pooling halves the square; the last feature map is at least 2 x 2
 
 
 class CategoryCNN(nn.Module):
@@ -48,7 +49,7 @@ class CategoryCNN(nn.Module):
         self.register_buffer("temperature", torch.ones(()))
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits (N, classes) of a batch (N, 4, INPUT_SIDE, INPUT_SIDE) made by `to_tensor`."""
+        """Logits (N, classes) of a batch (N, 4, S, S) made by `to_tensor`; S is the side it was trained on."""
         return self.head(self.features(batch).mean(dim=(2, 3)))
 
 
@@ -78,9 +79,10 @@ def answer_from(class_probabilities: np.ndarray) -> TrainedAnswer:
 class TrainedCategoryModel:
     """The committed CNN, loaded once per process; `predict` takes a photo (RGB array) and its mask."""
 
-    def __init__(self, model: CategoryCNN, source: str) -> None:
+    def __init__(self, model: CategoryCNN, source: str, input_side: int = INPUT_SIDE) -> None:
         self.model = model.eval()
         self.source = source
+        self.input_side = input_side  # the garment square's side the weights were trained on
         self._lock = threading.Lock()
 
     @classmethod
@@ -97,17 +99,30 @@ class TrainedCategoryModel:
         try:
             model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
                                    for name, tensor in load_file(str(path)).items()})
+            input_side = _input_side(path)
         except Exception as error:  # a damaged or foreign file: one sentence, not a traceback
             raise BackendUnavailableError(f"The trained category model {path.name} cannot be read: {error}") from None
-        return cls(model, path.name)
+        return cls(model, path.name, input_side)
 
     def predict(self, rgb: np.ndarray, mask: np.ndarray) -> TrainedAnswer:
         """Calibrated probability per category of the garment in `rgb` (any size) under `mask`, and its type."""
-        image, square_mask = garment_square(rgb, mask)
+        image, square_mask = garment_square(rgb, mask, self.input_side)
         batch = to_tensor(image[None], square_mask[None])
         with self._lock, torch.inference_mode():
             logits = self.model(batch)[0] / self.model.temperature
         return answer_from(torch.softmax(logits, dim=0).numpy())
+
+
+def _input_side(path: Path) -> int:
+    """The input side recorded in the file's metadata by the training script (INPUT_SIDE for a file without)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as opened:
+        recorded = (opened.metadata() or {}).get("input_side")
+    side = INPUT_SIDE if recorded is None else int(recorded)
+    if side < MIN_SIDE or side % 2 ** len(WIDTHS):
+        raise ValueError(f"its input side {side} px is not a multiple of {2 ** len(WIDTHS)} of at least {MIN_SIDE}")
+    return side
 
 
 def describe() -> str:

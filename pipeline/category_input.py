@@ -10,20 +10,20 @@ INPUT_SIDE = 96
 MARGIN = 0.06  # of the garment's longer side, on each side
 
 
-def garment_square(rgb: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(image, mask): uint8 (INPUT_SIDE, INPUT_SIDE, 3) garment on white and uint8 (INPUT_SIDE, INPUT_SIDE) mask,
-    from an RGB array and its garment mask (any size; 255 or True = garment)."""
+def garment_square(rgb: np.ndarray, mask: np.ndarray, side: int = INPUT_SIDE) -> tuple[np.ndarray, np.ndarray]:
+    """(image, mask): uint8 (side, side, 3) garment on white and uint8 (side, side) mask, from an RGB array and
+    its garment mask (any size; 255 or True = garment)."""
     binary = (np.asarray(mask) > 0).astype(np.uint8)
     x, y, w, h = cv2.boundingRect(binary)
     if w == 0 or h == 0:
         raise ValueError("the mask is empty")
-    side = int(round(max(w, h) * (1 + 2 * MARGIN)))
-    canvas = np.full((side, side, 3), 255, np.uint8)
-    square_mask = np.zeros((side, side), np.uint8)
-    left, top = (side - w) // 2, (side - h) // 2
+    square = int(round(max(w, h) * (1 + 2 * MARGIN)))
+    canvas = np.full((square, square, 3), 255, np.uint8)
+    square_mask = np.zeros((square, square), np.uint8)
+    left, top = (square - w) // 2, (square - h) // 2
     crop = binary[y:y + h, x:x + w] > 0
     canvas[top:top + h, left:left + w][crop] = np.asarray(rgb)[y:y + h, x:x + w][crop]
     square_mask[top:top + h, left:left + w] = crop * 255
-    size = (INPUT_SIDE, INPUT_SIDE)
+    size = (side, side)
     return (cv2.resize(canvas, size, interpolation=cv2.INTER_AREA),
             cv2.resize(square_mask, size, interpolation=cv2.INTER_AREA))

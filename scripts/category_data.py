@@ -4,7 +4,8 @@ the category model's input size, for `scripts/train_category_model.py`.
     .venv/bin/python scripts/category_data.py ../shared/data/flatlay-train /tmp/category/train.npz [--workers 2]
     .venv/bin/python scripts/category_data.py ../shared/data/flatlay /tmp/category/val.npz
 
-Writes one .npz: `images` (N, SIDE, SIDE, 3) uint8, the garment on white, square; `masks` (N, SIDE, SIDE) uint8;
+Writes one .npz: `images` (N, SIDE, SIDE, 3) uint8, the garment on white, square (SIDE: `--side`, by default
+the studio's INPUT_SIDE); `masks` (N, SIDE, SIDE) uint8;
 `labels` (N,) class indices into `classes`; `files` (N,) relative paths. Photos the cut-out refuses are skipped
 and listed on stderr. Nothing is written inside the dataset folder.
 """
@@ -21,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.category_input import garment_square  # noqa: E402
+from pipeline.category_input import INPUT_SIDE, garment_square  # noqa: E402
 from pipeline.cutout import WORK_SIDE, _downscale  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
 from pipeline.fusion import fuse_small  # noqa: E402
@@ -35,14 +36,14 @@ def photos(folder: Path) -> list[tuple[Path, str]]:
             for path in sorted(class_folder.iterdir()) if path.suffix.lower() in SUFFIXES]
 
 
-def prepare(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+def prepare(path: Path, side: int = INPUT_SIDE) -> tuple[np.ndarray, np.ndarray] | None:
     with Image.open(path) as opened:
         small = _downscale(opened.convert("RGB"), WORK_SIDE)
     try:
         mask = fuse_small(small, probability_map(Image.fromarray(small)))
     except SegmentationError:
         return None
-    return garment_square(small, mask)
+    return garment_square(small, mask, side)
 
 
 def main() -> None:
@@ -50,11 +51,12 @@ def main() -> None:
     parser.add_argument("dataset", type=Path, help="a folder of class folders of photos")
     parser.add_argument("out", type=Path, help="the .npz to write")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--side", type=int, default=INPUT_SIDE, help="the garment square's side in pixels")
     args = parser.parse_args()
     listed = photos(args.dataset)
     classes = sorted({name for _, name in listed})
     with ProcessPoolExecutor(args.workers) as pool:
-        prepared = list(pool.map(prepare, [path for path, _ in listed], chunksize=8))
+        prepared = list(pool.map(prepare, [path for path, _ in listed], [args.side] * len(listed), chunksize=8))
     kept = [(item, path, name) for item, (path, name) in zip(prepared, listed) if item is not None]
     for item, (path, _) in zip(prepared, listed):
         if item is None:

@@ -74,3 +74,25 @@ def test_the_temperature_travels_with_the_weights(tmp_path):
     path = tmp_path / "category_cnn.safetensors"
     save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(path))
     assert float(TrainedCategoryModel.load(path).model.temperature) == 2.5
+
+
+def _save(model: CategoryCNN, path, **metadata) -> None:
+    save_file({name: tensor.contiguous() for name, tensor in model.state_dict().items()}, str(path),
+              metadata=metadata or None)
+
+
+def test_the_input_side_travels_with_the_weights(tmp_path):
+    path = tmp_path / "category_cnn.safetensors"
+    _save(CategoryCNN(), path, input_side="64")
+    loaded = TrainedCategoryModel.load(path)
+    assert loaded.input_side == 64
+    image, mask = garment_photo(size=(120, 160))
+    answer = loaded.predict(np.asarray(image), mask)
+    assert sum(answer.scores.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_weights_with_an_impossible_input_side_are_one_clear_error(tmp_path):
+    path = tmp_path / "category_cnn.safetensors"
+    _save(CategoryCNN(), path, input_side="100")
+    with pytest.raises(BackendUnavailableError, match="input side 100 px"):
+        TrainedCategoryModel.load(path)
