@@ -7,11 +7,14 @@ the print. The classic cut-out (`pipeline.cutout`) measures how unlike the backg
 hangers and keeps stripes, but takes in sheet patches and loses garment parts the colour of the floor.
 
 So, at the classic working size, the network's mask is the base and the classic model arbitrates where they differ:
-1. when the network's garment is a small part of the classic one and lies inside it, the network saw a print,
-   not the garment: the classic mask is used;
+1. when the network's garment is under 40 % of the classic one and lies inside it, the network saw a print,
+   not the garment: the classic mask is used (at half, it is the classic model that took in a dark board or
+   rug the garment lies on);
 2. classic-only parts joined to the network's garment come in when the network gives them some weight, or when
    they are unlike the garment's surroundings and either clearly unlike the background (a white hem) or of the
-   garment's colour (a sleeve the network lost); floor glare is neither;
+   garment's colour (a sleeve the network lost); floor glare is neither. A part larger than 30 % of the
+   network's garment must have the garment's colour and stay inside the photo (a lost trouser leg, not the floor
+   between the legs or the wall behind);
 3. where the two masks broadly agree, network-only pixels go where the classic model calls them background and
    the network is unsure, or where they are almost exactly the background's colour (the floor seen between an arm
    and the body); where they disagree widely (a busy rug) the classic model has gone astray and takes nothing;
@@ -36,10 +39,11 @@ from pipeline.errors import SegmentationError
 from pipeline.u2net import probability_map
 
 NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
-PRINT_ONLY_SHARE = 0.6  # network garment under this share of the classic one, and inside it: it saw a print
+PRINT_ONLY_SHARE = 0.4  # network garment under this share of the classic one, and inside it: it saw a print
 INSIDE_SHARE = 0.9
 JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
 NETWORK_HINT = 0.15  # a classic-only part comes in when the network gives it this probability, or ...
+LOST_PART_SHARE = 0.3  # a larger classic-only part must also have the garment's colour
 CLEARLY_UNLIKE = 2.0  # ... when it is unlike the surroundings and this many thresholds from the background
 TRUSTED_AGREEMENT = 0.75  # below this IoU with the network's mask the classic one takes nothing away
 UNSURE = 0.9  # network-only pixels the classic model calls background go below this probability ...
@@ -108,6 +112,7 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
     radius = max(2, int(round(np.sqrt(float(np.count_nonzero(garment))) * JOIN_FRACTION)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     near = cv2.dilate(network, kernel) > 0
+    network_area = np.count_nonzero(garment)
 
     count, labels = cv2.connectedComponents((classic_garment & ~garment).astype(np.uint8), connectivity=8)
     unlike = None
@@ -117,6 +122,8 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
             continue
         if np.median(probability[part]) > NETWORK_HINT:
             garment |= part
+            continue
+        if np.count_nonzero(part) > LOST_PART_SHARE * network_area and not _lost_garment_part(rgb, garment, part):
             continue
         unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
         if np.median(unlike[part]) <= 0:
@@ -133,6 +140,14 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
                                    | (classic.distance < DEEP_BACKGROUND * classic.threshold))
         garment &= ~doubtful
     return _remove_hanger_parts(rgb, np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+
+
+def _lost_garment_part(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
+    """A large classic-only part is a piece the network lost (a trouser leg) only if it has the garment's colour
+    and stays inside the photo; a floor board or a wall the classic model took in runs to the photo's edge or
+    is of another colour."""
+    reaches_edge = part[0].any() or part[-1].any() or part[:, 0].any() or part[:, -1].any()
+    return not reaches_edge and _looks_like_garment(rgb, garment, part)
 
 
 def _looks_like_garment(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
