@@ -159,7 +159,8 @@ def _fit_border_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 def _mahalanobis(features: np.ndarray, mean: np.ndarray, inverse: np.ndarray) -> np.ndarray:
     centred = features - mean
-    return np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", centred, inverse, centred), 0.0))
+    # The matrix product first: a three-operand einsum does not use BLAS and is ten times slower.
+    return np.sqrt(np.maximum(np.einsum("ij,ij->i", centred @ inverse, centred), 0.0))
 
 
 def _background_distance(lab: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
