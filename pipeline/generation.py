@@ -7,7 +7,9 @@ The ghost backend composes the real garment pixels (no model weights). Each back
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +26,9 @@ DEFAULT_ASPECT_RATIOS = ("1:1", "4:5", "3:4")
 SOFT_ENLARGEMENT = 1.25  # enlarging a garment's pixels more than this shows: the photo looks soft
 
 ProgressCallback = Callable[[float, str], None]
+
+# Shared by every ghost job of the process, so that many jobs at once still use at most one thread per core.
+_COMPOSERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="ghost")
 
 
 @dataclass(frozen=True)
@@ -86,13 +91,16 @@ class GhostBackend:
 
     def render(self, image: Image.Image, mask: np.ndarray, specs: Sequence[OutputSpec], background: str,
                progress: ProgressCallback | None = None) -> list[RenderedOutput]:
+        sizes = [spec.size_for(mask) for spec in specs]
+        # The shapes are independent and OpenCV and Pillow release the GIL: composing them side by side takes
+        # about a third off three crops of a 12 MP photo on two cores.
+        composing = [_COMPOSERS.submit(compose_ghost, image, mask, size, background) for size in sizes]
         outputs = []
-        for index, spec in enumerate(specs):
+        for index, (spec, size, composed) in enumerate(zip(specs, sizes, composing)):
             if progress:
                 progress(index / len(specs), f"Composing {spec.marketplace or spec.aspect_ratio}")
-            size = spec.size_for(mask)
             enlargement = max(1.0, ghost_framing(mask, size)[1])
-            outputs.append(RenderedOutput(spec, compose_ghost(image, mask, size, background), enlargement=enlargement))
+            outputs.append(RenderedOutput(spec, composed.result(), enlargement=enlargement))
         if progress:
             progress(1.0, "Done")
         return outputs
