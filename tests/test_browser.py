@@ -151,6 +151,15 @@ def photos(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(600)
+def stored_soon(page, check, seconds: float = 15.0) -> bool:
+    """Whether `check()` (a look at the database) comes true within `seconds`, as the page's request lands."""
+    for _ in range(int(seconds * 10)):
+        if check():
+            return True
+        page.wait_for_timeout(100)
+    return check()
+
+
 def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_path, request):
     page = browser_page
     size = "phone" if page.viewport_size == PHONE else "desktop"
@@ -225,6 +234,12 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     seller.shot("04-category-fixed")
     saved = studio.get_garment(red_garment["id"])
     assert saved["title"] == "Vintage red tee, barely worn" and saved["title_source"] == "user"
+    # a tap on a category right after the title (its box loses focus at that moment) is kept, and the next one too
+    for category in ("dress" if new_category == "outerwear" else "outerwear", new_category):
+        page.get_by_label(category, exact=True).check()
+        expect(page.get_by_label(category, exact=True)).to_be_checked()
+        assert stored_soon(page, lambda: studio.get_garment(red_garment["id"])["category"] == category), category
+    expect(title).to_have_value("Vintage red tee, barely worn")
 
     # generate for the whole closet (on light grey this time), then one eBay zip for all of it
     page.get_by_label("Light grey", exact=True).check()

@@ -166,11 +166,19 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
             if not chosen_id or (value is None and field != "title"):
                 return [gr.skip()] * len(review.attributes)
             garment = studio.get_garment(chosen_id)
-            unchanged = str(value or "").strip().lower() == str(garment[STORED[field]] or "").lower()
-            if unchanged or (field != "title" and not str(value).strip()):
-                return attribute_values(garment)  # a box left as it was, or emptied, shows what is stored
-            return attribute_values(studio.update_garment(chosen_id, **{field: value}))
+            if str(value or "").strip().lower() == str(garment[STORED[field]] or "").lower():
+                # A box left as it was (its blur after Enter, or a tap elsewhere) rewrites nothing: rewriting the
+                # other fields would undo the category or colour the seller tapped at the same moment.
+                return [gr.skip()] * len(review.attributes)
+            if field != "title" and not str(value).strip():
+                return only(field, attribute_values(garment))  # an emptied box shows what is stored
+            updated = attribute_values(studio.update_garment(chosen_id, **{field: value}))
+            return only("title", updated) if field == "title" else updated  # the other fields follow the title
         return on_edit
+
+    def only(field: str, values: list) -> list:
+        keep = ATTRIBUTE_FIELDS.index(field)
+        return [value if index == keep else gr.skip() for index, value in enumerate(values)]
 
     def on_confirm(chosen_id: str, request: gr.Request):
         studio = ctx.studio_for(request)
@@ -178,7 +186,9 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
             return [gr.skip()] * len(review.attributes)
         return attribute_values(studio.update_garment(chosen_id, category=studio.get_garment(chosen_id)["category"]))
 
-    ui = explained
+    # A field's save is quick and must not cover the other fields with a progress overlay: a tap on the category
+    # while the title's box saves on losing focus would land on the overlay and be lost.
+    quiet = {**PRIVATE, "show_progress": "hidden"}
     fields = review.attributes
     ui = explained
     view.input(ui(on_view), [garment_id, view, clicks], picture, **PRIVATE)
@@ -187,18 +197,21 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
     review.edited = [
         reset.click(ui(on_reset), garment_id, review.outputs, **PRIVATE),
         save_cutout.click(ui(on_save_cutout), [garment_id, clicks], review.outputs, **PRIVATE),
-        title.submit(ui(edit("title")), [garment_id, title], fields, **PRIVATE),
-        title.blur(ui(edit("title")), [garment_id, title], fields, **PRIVATE),
-        category.input(ui(edit("category")), [garment_id, category], fields, **PRIVATE),
-        color_name.submit(ui(edit("color_name")), [garment_id, color_name], fields, **PRIVATE),
-        color_name.blur(ui(edit("color_name")), [garment_id, color_name], fields, **PRIVATE),
-        color_hex.input(ui(edit("color_hex")), [garment_id, color_hex], fields, **PRIVATE),
-        secondary_color.submit(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
-        secondary_color.blur(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **PRIVATE),
-        pattern.input(ui(edit("pattern")), [garment_id, pattern], fields, **PRIVATE),
-        confirm.click(ui(on_confirm), garment_id, fields, **PRIVATE),
+        title.submit(ui(edit("title")), [garment_id, title], fields, **quiet),
+        title.blur(ui(edit("title")), [garment_id, title], fields, **quiet),
+        category.input(ui(edit("category")), [garment_id, category], fields, **quiet),
+        color_name.submit(ui(edit("color_name")), [garment_id, color_name], fields, **quiet),
+        color_name.blur(ui(edit("color_name")), [garment_id, color_name], fields, **quiet),
+        color_hex.input(ui(edit("color_hex")), [garment_id, color_hex], fields, **quiet),
+        secondary_color.submit(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **quiet),
+        secondary_color.blur(ui(edit("secondary_color")), [garment_id, secondary_color], fields, **quiet),
+        pattern.input(ui(edit("pattern")), [garment_id, pattern], fields, **quiet),
+        confirm.click(ui(on_confirm), garment_id, fields, **quiet),
     ]
     return review
+
+
+ATTRIBUTE_FIELDS = ("title", "category", "confirm", "color_name", "color_hex", "secondary_color", "pattern")
 
 
 def attribute_values(garment: dict) -> list:
