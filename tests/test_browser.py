@@ -351,6 +351,16 @@ def test_a_refused_upload_says_why_stores_nothing_and_the_page_keeps_working(bro
     assert studio.list_garments()[0]["original_filename"] == "navy tee.jpg"
     seller.shot("12-good-upload-after-refusals")
 
+    # one more refusal leaves the garment being checked open, with its listing
+    title = page.locator("#listing-title textarea, #listing-title input").first
+    expect(title).to_have_value(studio.list_garments()[0]["title"])
+    seller.add_photos(text)
+    expect(page.get_by_text("No photo could be used; see the messages.")).to_be_visible()
+    expect(title).to_be_visible()
+    expect(title).to_have_value(studio.list_garments()[0]["title"])
+    expect(page.locator("#closet button.thumbnail-item")).to_have_count(1)
+    seller.shot("13-refusal-keeps-the-garment-open")
+
 
 # -- an on-model photo with a multi-reference editing family ----------------------------------------
 

@@ -72,9 +72,12 @@ def build_studio_tab(ctx: UIContext, demo: gr.Blocks) -> StudioTab:
             refused += result["refused"]
         for refusal in refused:
             gr.Warning(f"{refusal['filename']}: {refusal['error']}")
-        chosen = added[0]["id"] if added else ""
+        if not added:  # the garment being checked stays open
+            return (gr.skip(),) * 3 + ("No photo could be used; see the messages.",) + \
+                (gr.skip(),) * len(tab.garment_outputs)
+        chosen = added[0]["id"]
         note = (f"Added {len(added)} garment{'s' if len(added) != 1 else ''}. Your closet is below: tap a garment "
-                "to check it." if added else "No photo could be used; see the messages.")
+                "to check it.")
         return (*closet_view(studio, chosen), chosen, note, *tab.show_garment(studio, chosen, markets))
 
     def on_pick(ids: list[str], markets: list[str], event: gr.SelectData, request: gr.Request):
@@ -95,8 +98,9 @@ def build_studio_tab(ctx: UIContext, demo: gr.Blocks) -> StudioTab:
                 *tab.show_garment(studio, chosen, markets))
 
     ui = explained
+    # The progress shows once, under the button, not over every panel the upload fills.
     add.upload(ui(on_add), [add, photos.marketplaces], [closet, closet_ids, garment_id, add_note, *tab.garment_outputs],
-               **PRIVATE)
+               show_progress_on=add_note, **PRIVATE)
     closet.select(ui(on_pick), [closet_ids, photos.marketplaces], [garment_id, *tab.garment_outputs], **PRIVATE)
     for event in [*review.edited, *photos.made]:
         event.then(ui(on_refresh_closet), garment_id, [closet, closet_ids], **PRIVATE)
