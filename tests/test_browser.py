@@ -190,6 +190,11 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     results = page.locator("#results")
     expect(results.locator("button.thumbnail-item")).to_have_count(1)
     expect(results.get_by_text(re.compile(r"eBay · 1600×1600")).first).to_be_attached()
+    results.locator("button.thumbnail-item").first.click()  # a tapped photo opens large enough to check it
+    preview = results.locator(".preview img").first
+    expect(preview).to_be_visible()
+    assert preview.bounding_box()["height"] >= 0.6 * min(page.viewport_size["width"], 560), preview.bounding_box()
+    seller.shot("02b-photo-opened")
     download_button = page.get_by_role("button", name="Download", exact=True).filter(has_text="Download")
     expect(download_button).to_be_enabled()
     with page.expect_download() as download_info:
