@@ -121,5 +121,6 @@ def size_warnings(mask: np.ndarray, specs: Sequence[OutputSpec]) -> list[dict[st
             warnings.append({
                 "size": spec.marketplace or spec.aspect_ratio, "width": width, "height": height,
                 "garment_px": garment_px, "needed_px": round(garment_px * scale), "enlargement": round(scale, 2),
-                "message": f"From a {garment_px} px photo: will look soft at {max(width, height)} px."})
+                "message": f"The garment is {garment_px} px across in the photo: it will look soft at "
+                           f"{max(width, height)} px. Upload the full-size photo, or take it closer."})
     return warnings

@@ -222,7 +222,8 @@ def test_a_small_photo_is_reported_soft_and_its_enlarged_output_is_marked(studio
     assert 240 <= ebay["garment_px"] <= 270  # the T-shirt's long side in a 400 px tall photo
     assert ebay["needed_px"] == pytest.approx(1312, abs=2)  # 82 % of the 1600 px frame
     assert ebay["enlargement"] == pytest.approx(ebay["needed_px"] / ebay["garment_px"], abs=0.01)
-    assert ebay["message"] == f"From a {ebay['garment_px']} px photo: will look soft at 1600 px."
+    assert ebay["message"] == (f"The garment is {ebay['garment_px']} px across in the photo: it will look soft at "
+                               "1600 px. Upload the full-size photo, or take it closer.")
     job = studio.generate(garment["id"], marketplaces=["ebay"], wait=True)
     assert job["outputs"][0]["enlargement"] == pytest.approx(ebay["enlargement"], abs=0.01)
 
