@@ -27,6 +27,8 @@ CSS = """
 .danger {border: 1px solid #fca5a5; border-radius: 10px; padding: 8px;}
 .grid-wrap {max-height: none; min-height: 0 !important; height: auto !important;}
 .caption-label {font-size: 0.8em;}
+.toast-body {background: #ffffff !important; opacity: 1 !important;}  /* messages never see-through */
+.dark .toast-body {background: #111827 !important;}
 #results .gallery-container:has(.preview) {min-height: min(75vh, 560px);}  /* a tapped photo shows large, */
 #results .gallery-container:has(.preview) .grid-wrap {visibility: hidden;}  /* not over a blur of the grid */
 @media (max-width: 640px) {
