@@ -32,7 +32,7 @@ from pipeline import settings as settings_module
 from pipeline.accounts import Accounts, AttemptLimiter
 from pipeline.errors import SettingsError
 from pipeline.settings import Settings
-from web import served_files
+from web import served_files, sign_in
 from web.served_files import ServedFiles
 
 REPO = Path(__file__).resolve().parent.parent
@@ -187,6 +187,51 @@ def test_a_deleted_accounts_session_does_not_act_for_a_new_account_of_the_same_e
     with pytest.raises(Exception, match=REFUSED):
         old.predict(garment["id"], api_name="/delete_garment")
     assert [g["id"] for g in new.predict(api_name="/list_garments")] == [garment["id"]]
+
+
+def test_the_answer_to_delete_my_account_reaches_the_caller_whose_session_it_ended(server):
+    """A program's client opens the results stream just after it sends the call, while its heartbeat, on another
+    connection, may already carry the ended session's cookie: the answer must still arrive, and nothing else may."""
+    url, access = server
+    with httpx.Client(base_url=url, timeout=30) as program:
+        assert program.post("login", data={"username": ANA[0], "password": ANA[1]}).status_code == 200
+        secret = next(value for name, value in program.cookies.items() if name.startswith("access-token-"))
+        config = program.get("config").json()
+        delete = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "delete_account")
+        joined = program.post("gradio_api/queue/join", json={
+            "data": ["DELETE"], "fn_index": delete, "session_hash": "ana-program", "event_data": None,
+            "trigger_id": None})
+        assert joined.status_code == 200
+        deadline = time.monotonic() + 30
+        while access.sessions.user_id(secret) is not None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # the heartbeat, or any other call, lands first
+        assert program.post("gradio_api/run/list_garments", json={"data": [50, 0]}).status_code == 401
+        assert program.get("config").status_code == 401
+        messages = []
+        with program.stream("GET", "gradio_api/queue/data", params={"session_hash": "ana-program"}) as stream:
+            assert stream.status_code == 200
+            for line in stream.iter_lines():
+                if line.startswith("data:"):
+                    messages.append(json.loads(line[5:]))
+                    if messages[-1]["msg"] == "process_completed":
+                        break
+    completed = messages[-1]
+    assert completed["success"] and completed["output"]["data"][0]["deleted"]
+    assert access.accounts.database.find_user_by_email(ANA[0]) is None
+
+
+def test_an_ended_session_leaves_gradios_table_after_the_results_grace(server, monkeypatch):
+    url, access = server
+    monkeypatch.setattr(sign_in, "RESULTS_GRACE_S", 0.0)
+    with httpx.Client(base_url=url, timeout=30) as browser:
+        assert browser.post("login", data={"username": ANA[0], "password": ANA[1]}).status_code == 200
+        access.account_deleted(access.accounts.database.find_user_by_email(ANA[0])["id"])
+        assert browser.get("config").status_code == 401  # seen ended
+        time.sleep(0.01)
+        assert browser.get("config").status_code == 401  # grace over: gone from Gradio's table
+        stream = browser.get("gradio_api/queue/data", params={"session_hash": "any"})
+        assert stream.status_code == 401
 
 
 def test_signing_out_ends_the_session_on_the_server(server):

@@ -6,13 +6,15 @@ It takes over three things Gradio does in a way a shared studio cannot keep:
   once), is limited per email and per client (`pipeline.accounts`), and the session it opens is bound to the account
   and the credential used (`web.sessions`).
 - `GET /logout`: ends the session for good on the server, not only in the browser.
-- every other request: a session whose credential is gone (revoked token, deleted account) is removed from Gradio's
-  own table before Gradio sees the request, and uploads need a signed-in seller.
+- every other request: a session whose credential is gone (revoked token, deleted account) reaches Gradio without
+  its cookie, so Gradio's routes treat it as signed out; it leaves Gradio's own table once nothing it sent can still
+  be waiting for its answer. Uploads need a signed-in seller.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 
 import anyio
 from starlette.requests import Request
@@ -31,6 +33,9 @@ UPLOAD_PATHS = ("/gradio_api/upload", "/gradio_api/upload/")
 # The stream that carries the results of events a session sent while it was live: the answer to "delete my
 # account" or "revoke this token" still reaches the caller whose session that call ended.
 RESULTS_STREAM = "/gradio_api/queue/data"
+# How long an ended session may still open that stream. A program's client opens it just after it sends the call,
+# while its heartbeat, on another connection, may already carry the ended session's cookie.
+RESULTS_GRACE_S = 60.0
 
 
 class SignInGuard:
@@ -38,6 +43,7 @@ class SignInGuard:
         self.app = app
         self.access = access
         self.limiter = anyio.CapacityLimiter(SIGN_IN_THREADS)
+        self._ended: dict[str, float] = {}  # secret of an ended session still in Gradio's table -> when seen ended
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.access.sessions is None:
@@ -46,8 +52,7 @@ class SignInGuard:
         request = Request(scope)
         if path in LOGIN_PATHS and method == "POST" and self.access.mode == "password":
             return await self._sign_in(Request(scope, receive), scope, receive, send)
-        if path != RESULTS_STREAM:
-            self._forget_ended_session(request, scope)
+        self._forget_ended_session(request, scope, results_only=path == RESULTS_STREAM)
         if path in LOGOUT_PATHS:
             self.access.sign_out(request, everywhere=request.query_params.get("all_session", "true") != "false")
         if path in UPLOAD_PATHS and not self.access.signed_in(request):
@@ -74,18 +79,42 @@ class SignInGuard:
         response.set_cookie(f"access-token-unsecure-{gradio.cookie_id}", session, httponly=True)
         await response(scope, receive, send)
 
-    def _forget_ended_session(self, request: Request, scope: Scope) -> None:
-        """Removes a session whose credential is gone from Gradio's table (so its routes refuse it too), and a
-        Hugging Face session that was signed out or whose account was deleted from the request's cookie."""
+    def _forget_ended_session(self, request: Request, scope: Scope, results_only: bool) -> None:
+        """Takes the cookie of a session whose credential is gone off the request (so Gradio's routes refuse it
+        too), except on the results stream for a short while, and a Hugging Face session that was signed out or
+        whose account was deleted off the request's session."""
         if self.access.mode == "password":
-            secret = session_cookie(request)
             tokens = getattr(scope.get("app"), "tokens", {})
+            self._drop_expired_sessions(tokens)
+            secret = session_cookie(request)
             if secret and secret in tokens and self.access.sessions.user_id(secret) is None:
-                tokens.pop(secret, None)
-        elif "session" in scope:
+                self._ended.setdefault(secret, time.monotonic())
+                if not results_only:
+                    _drop_session_cookies(scope)
+        elif "session" in scope and not results_only:
             info = oauth_info(request)
             if info and self.access.sessions.hugging_face_ended(info):
                 scope["session"].pop("oauth_info", None)
+
+    def _drop_expired_sessions(self, tokens: dict) -> None:
+        """Removes ended sessions from Gradio's table once their results-stream grace is over."""
+        now = time.monotonic()
+        for secret in [s for s, ended in self._ended.items() if now - ended > RESULTS_GRACE_S]:
+            tokens.pop(secret, None)
+            del self._ended[secret]
+
+
+def _drop_session_cookies(scope: Scope) -> None:
+    """Removes Gradio's session cookies (`access-token-*`) from the request, keeping every other cookie."""
+    headers = []
+    for name, value in scope["headers"]:
+        if name == b"cookie":
+            kept = [c for c in value.split(b";") if not c.strip().startswith(b"access-token-")]
+            if not kept:
+                continue
+            value = b";".join(kept)
+        headers.append((name, value))
+    scope["headers"] = headers
 
 
 def _route_path(scope: Scope) -> str:
