@@ -151,6 +151,13 @@ def photos(tmp_path: Path) -> list[Path]:
 
 
 @pytest.mark.timeout(600)
+def cut_captions(page, gallery: str) -> list[str]:
+    """The captions of a gallery's thumbnails that do not show whole."""
+    return page.locator(f"{gallery} .caption-label").evaluate_all(
+        "labels => labels.filter(l => l.scrollWidth > l.clientWidth + 1 || l.scrollHeight > l.clientHeight + 1)"
+        ".map(l => l.textContent)")
+
+
 def stored_soon(page, check, seconds: float = 15.0) -> bool:
     """Whether `check()` (a look at the database) comes true within `seconds`, as the page's request lands."""
     for _ in range(int(seconds * 10)):
@@ -182,6 +189,9 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     expect(page.get_by_label("eBay", exact=True)).to_be_checked()  # a new seller's marketplace
     expect(page.get_by_text(re.compile("On-model photos .* need a GPU"))).to_have_count(1)  # one line, no dead cards
     assert not DEVELOPER_WORDS.search(page.locator("body").inner_text())
+    stop = page.get_by_role("button", name="Stop", exact=True)
+    expect(stop).to_be_hidden()  # nothing to stop yet
+    expect(page.get_by_text("Prompt tuning (on-model photos)")).to_be_hidden()  # ghost shots take no prompt
     seller.no_wider_than_the_screen()
     seller.shot("02-one-photo-added")
     make = page.get_by_role("button", name="Make photos", exact=True)
@@ -249,7 +259,9 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     # generate for the whole closet (on light grey this time), then one eBay zip for all of it
     page.get_by_label("Light grey", exact=True).check()
     seller.tap(page.get_by_role("button", name="Make photos for the whole closet"))
+    expect(stop).to_be_visible()  # while the photos are made
     expect(page.get_by_text(re.compile("Photos made for 3 garments"))).to_be_visible()
+    expect(stop).to_be_hidden()
     jobs = studio.list_generations(limit=50)
     assert sorted(job["status"] for job in jobs) == ["completed"] * 4  # the first photo's job, and three more
     seller.shot("05-closet-made")
@@ -271,6 +283,7 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     rows = list(csv.DictReader(io.StringIO(archive.read("listing.csv").decode())))
     assert {row["category"] for row in rows} >= {new_category}
     assert len(rows) == 3
+    assert set(cut_captions(page, "#closet")) <= {"Vintage red tee, barely worn"}
     seller.no_wider_than_the_screen()
     seller.shot("06-zipped")
     height = page.evaluate("document.documentElement.scrollHeight")
@@ -280,6 +293,8 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     expect(page.get_by_label("Added", exact=True)).to_be_visible()
     expect(page.locator("#closet-all button.thumbnail-item")).to_have_count(3)
     expect(page.locator("#favourites button.thumbnail-item")).to_have_count(1)
+    # a suggested title reads whole under its thumbnail, on a phone too; a seller's long one may end in "…"
+    assert set(cut_captions(page, "#closet-all")) <= {"Vintage red tee, barely worn"}
     seller.no_wider_than_the_screen()
     seller.shot("07-closet-tab")
 
@@ -403,6 +418,7 @@ def test_a_persona_photo_from_the_page_with_an_editing_family(browser_page, edit
     expect(page.locator("#cutout img")).to_be_visible()
     seller.tap(page.get_by_label("Sienna", exact=True))  # a persona, by her plain name, among the looks
     expect(page.get_by_text("Sienna's photo is made with your first photo of Sienna")).to_be_visible()
+    expect(page.get_by_text("Prompt tuning (on-model photos)")).to_be_visible()  # for a look worn by a model
     seller.tap(page.get_by_role("button", name="Make photos", exact=True))
     expect(page.locator("#results button.thumbnail-item")).to_have_count(1, timeout=300_000)
     page.get_by_label("Marcus", exact=True).click()  # another persona, then back: her photo is shown now

@@ -35,6 +35,8 @@ CSS = """
   .gradio-container {padding: 6px !important;}
   h1 {font-size: 1.4em !important;}
   .grid-container {grid-template-columns: repeat(3, minmax(0, 1fr)) !important;}
+  .thumbnail-item .caption-label {white-space: normal; left: 3px; right: 3px; max-width: none; line-height: 1.2;
+                                  display: -webkit-box; -webkit-line-clamp: 2; -webkit-box-orient: vertical;}
 }
 """
 

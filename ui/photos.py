@@ -73,8 +73,8 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
             with gr.Row():
                 make_one_button = gr.Button("Make photos", variant="primary", min_width=120)
                 make_all_button = gr.Button("Make photos for the whole closet", min_width=200)
-            stop = gr.Button("Stop", variant="stop", size="sm")
-            tuning = build_tuning(ctx, look)
+            stop = gr.Button("Stop", variant="stop", size="sm", visible=False)  # shown while photos are made
+            tuning = build_tuning(ctx, look, {m["id"] for m in models if m["backend"] != "ghost"})
         with gr.Column(min_width=320):
             gr.Markdown("### 4 · Your photos", elem_classes="step-title")
             results = gr.Gallery(label="Photos of this garment", show_label=False, columns=3, height="auto",
@@ -234,12 +234,13 @@ def build_photos(ctx: UIContext, garment_id: gr.State) -> Photos:
     ui = explained
     inputs = [garment_id, look, marketplaces, ratios, file_format, *tuning.fields, tuning.rerun_of]
     made_outputs = [*photos.outputs, *control_outputs, zip_market]
-    photos.made = [
-        make_one_button.click(ui(make_handler(False)), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1,
-                              **PRIVATE),
-        make_all_button.click(ui(make_handler(True)), inputs, made_outputs, concurrency_id="gpu", concurrency_limit=1,
-                              **PRIVATE),
-    ]
+    photos.made = []
+    for button, whole_closet in ((make_one_button, False), (make_all_button, True)):
+        started = button.click(lambda: gr.Button(visible=True), None, stop, queue=False, **PRIVATE)
+        made = started.then(ui(make_handler(whole_closet)), inputs, made_outputs, concurrency_id="gpu",
+                            concurrency_limit=1, **PRIVATE)
+        made.then(lambda: gr.Button(visible=False), None, stop, queue=False, **PRIVATE)
+        photos.made.append(made)
     stop.click(ui(on_stop), None, None, queue=False, **PRIVATE)
     results.select(ui(on_select), output_ids, control_outputs, **PRIVATE)
     favorite.click(ui(on_favorite), [garment_id, selected, output_ids], [results, *control_outputs], **PRIVATE)

@@ -33,8 +33,13 @@ def past_runs(studio: Studio, garment_id: str) -> gr.Dropdown:
                        value=None)
 
 
-def build_tuning(ctx: UIContext, look: gr.Radio) -> Tuning:
-    with gr.Accordion("Prompt tuning (on-model photos)", open=False):
+def build_tuning(ctx: UIContext, look: gr.Radio, on_model_ids: set[str]) -> Tuning:
+    """The panel shows only while a look worn by a model is chosen: a seller making ghost shots never meets it."""
+
+    def worn_by_a_model(look_value: str | None) -> bool:
+        return (look_value or "").split(":", 1)[0] in on_model_ids
+
+    with gr.Accordion("Prompt tuning (on-model photos)", open=False, visible=worn_by_a_model(look.value)) as panel:
         gr.Markdown("Empty fields, seed -1, steps 0, guidance -1 and size 0 use the model card's and the model "
                     "family's defaults. *Load* fills the panel from a past run of this garment; *Make photos* then "
                     "runs it again with your changes.", elem_classes="quiet")
@@ -71,4 +76,5 @@ def build_tuning(ctx: UIContext, look: gr.Radio) -> Tuning:
                 f"{job['target_model_id']}:{background}")
 
     load.click(explained(on_load), runs, [*fields, rerun_of, look], **PRIVATE)
+    look.change(lambda value: gr.Accordion(visible=worn_by_a_model(value)), look, panel, queue=False, **PRIVATE)
     return Tuning(runs, fields, rerun_of)
