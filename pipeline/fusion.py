@@ -12,7 +12,9 @@ So, at the classic working size, the network's mask is the base and the classic 
    rug the garment lies on);
 2. classic-only parts joined to the network's garment come in when the network gives them some weight, or when
    they are unlike the garment's surroundings and either clearly unlike the background (a white hem) or of the
-   garment's colour (a sleeve the network lost); floor glare is neither. A part larger than 30 % of the
+   garment's colour (a sleeve the network lost); floor glare is neither. A part like something elsewhere around
+   the garment (dark folds or clutter on the sheet) still comes in when it sticks out of the network's garment
+   like a sleeve or leg: thick, and nearer in colour to the garment beside it than the background around it. A part larger than 30 % of the
    network's garment must have the garment's colour and stay inside the photo (a lost trouser leg, not the floor
    between the legs or the wall behind);
 3. where the two masks broadly agree, network-only pixels go where the classic model calls them background and
@@ -52,6 +54,10 @@ THIN_SHARE = 0.3  # a part near the top of the garment is thin when an opening k
 BUMP_FRACTION = 0.04  # bumps are what an opening of this share of the garment's side removes
 STRAP_ELONGATION = 2.0  # a bump this many times taller than wide is a strap, not a clip
 MAIN_COLOUR_SHARE = 0.1  # a main colour of the garment covers at least this share of it
+LIMB_OUTSIDE_SHARE = 0.5  # a lost sleeve or leg lies at least this share outside the network garment's hull,
+LIMB_THICKNESS = 0.085  # is at least this thick (widest inscribed radius, relative to the garment's side),
+LIMB_RING = 0.3  # and is compared with the garment and background within this share of its side around it
+LIMB_MIN_PIXELS = 60
 TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
 
 
@@ -115,7 +121,7 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
     network_area = np.count_nonzero(garment)
 
     count, labels = cv2.connectedComponents((classic_garment & ~garment).astype(np.uint8), connectivity=8)
-    unlike = None
+    unlike = limbs = None
     for label in range(1, count):
         part = labels == label
         if not (part & near).any():
@@ -127,6 +133,11 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
             continue
         unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
         if np.median(unlike[part]) <= 0:
+            # Like something somewhere around the garment (dark folds or clutter elsewhere on the sheet): still a
+            # sleeve or leg the network lost when it sticks out of the garment like one.
+            limbs = _LimbCheck(rgb, network > 0) if limbs is None else limbs
+            if _lost_garment_part(rgb, garment, part) and limbs.is_lost_limb(part, garment, classic_garment):
+                garment |= part
             continue
         # Unlike the surroundings is not enough (a glare on the floor is too): it must also stand clearly apart
         # from the background (a white hem on white) or have the garment's colour (a dark sleeve the network lost).
@@ -140,6 +151,39 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
                                    | (classic.distance < DEEP_BACKGROUND * classic.threshold))
         garment &= ~doubtful
     return _remove_hanger_parts(rgb, np.where(garment, 255, 0).astype(np.uint8), classic_garment)
+
+
+class _LimbCheck:
+    """Whether a classic-only part is a sleeve or leg the network lost: it lies mostly outside the convex hull of
+    the network's garment (it sticks out, where a floor wedge between an arm and the body or a strip along a leg
+    lies inside or hugs the outline), it is thick (a shadow or a sheet's fold is a strip), and its colour and
+    texture are nearer the garment beside it than the background around it."""
+
+    def __init__(self, rgb: np.ndarray, network_garment: np.ndarray):
+        hull = np.zeros(network_garment.shape, np.uint8)
+        cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(network_garment.astype(np.uint8))), 1)
+        self.hull = hull > 0
+        self.side = np.sqrt(float(np.count_nonzero(network_garment)))
+        lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+        features = cutout._pixel_features(lab)
+        self.features = features.reshape(-1, features.shape[2]).astype(np.float32)
+
+    def is_lost_limb(self, part: np.ndarray, garment: np.ndarray, classic_garment: np.ndarray) -> bool:
+        area = np.count_nonzero(part)
+        if np.count_nonzero(part & ~self.hull) < LIMB_OUTSIDE_SHARE * area:
+            return False
+        if cv2.distanceTransform(part.astype(np.uint8), cv2.DIST_L2, 5).max() < LIMB_THICKNESS * self.side:
+            return False
+        radius = max(3, int(np.sqrt(area) * LIMB_RING))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        around = cv2.dilate(part.astype(np.uint8), kernel) > 0
+        background, beside = around & ~(garment | classic_garment), around & garment
+        if min(np.count_nonzero(background), np.count_nonzero(beside)) < LIMB_MIN_PIXELS:
+            return False
+        pixels = self.features[part.ravel()]
+        to_garment = cutout._nearest_cluster_distance(pixels, self.features[beside.ravel()])
+        to_background = cutout._nearest_cluster_distance(pixels, self.features[background.ravel()])
+        return bool(np.median(to_garment) < np.median(to_background))
 
 
 def _lost_garment_part(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
