@@ -14,9 +14,9 @@ So, at the classic working size, the network's mask is the base and the classic 
    they are unlike the garment's surroundings and either clearly unlike the background (a white hem) or of the
    garment's colour (a sleeve the network lost); floor glare is neither. A part like something elsewhere around
    the garment (dark folds or clutter on the sheet) still comes in when it sticks out of the network's garment
-   like a sleeve or leg: thick, and nearer in colour to the garment beside it than the background around it. A part larger than 30 % of the
-   network's garment must have the garment's colour and stay inside the photo (a lost trouser leg, not the floor
-   between the legs or the wall behind);
+   like a sleeve or leg: thick, and nearer in colour to the garment beside it than the background around it.
+   A part larger than 30 % of the network's garment must have the garment's colour and stay inside the photo
+   (a lost trouser leg, not the floor between the legs or the wall behind);
 3. where the two masks broadly agree, network-only pixels go where the classic model calls them background and
    the network is unsure, or where they are almost exactly the background's colour (the floor seen between an arm
    and the body); where they disagree widely (a busy rug) the classic model has gone astray and takes nothing;
