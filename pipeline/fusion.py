@@ -164,9 +164,7 @@ class _LimbCheck:
         cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(network_garment.astype(np.uint8))), 1)
         self.hull = hull > 0
         self.side = np.sqrt(float(np.count_nonzero(network_garment)))
-        lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
-        features = cutout._pixel_features(lab)
-        self.features = features.reshape(-1, features.shape[2]).astype(np.float32)
+        self.features = _flat_features(rgb)
 
     def is_lost_limb(self, part: np.ndarray, garment: np.ndarray, classic_garment: np.ndarray) -> bool:
         area = np.count_nonzero(part)
@@ -209,14 +207,19 @@ def _unlike_surroundings(rgb: np.ndarray, either: np.ndarray) -> np.ndarray:
     """Per pixel, how far its colour and texture lie beyond what the surroundings (the pixels outside both
     masks) spread over, in sigmas: positive where it is unlike them. The border's model can be fooled by uneven
     light on a sheet; the pixels right around the garment cannot."""
-    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
-    features = cutout._pixel_features(lab)
-    flat = features.reshape(-1, features.shape[2]).astype(np.float32)
+    flat = _flat_features(rgb)
     outside = ~either
     if np.count_nonzero(outside) < cutout.MIN_OUTSIDE_PIXELS:
         return np.ones(either.shape, np.float32)
     distance = cutout._nearest_cluster_distance(flat, flat[outside.ravel()]).reshape(either.shape)
     return distance - cutout._foreground_threshold(distance, outside)
+
+
+def _flat_features(rgb: np.ndarray) -> np.ndarray:
+    """The background model's colour-and-texture features of every pixel, one row per pixel."""
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (5, 5), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    features = cutout._pixel_features(lab)
+    return features.reshape(-1, features.shape[2]).astype(np.float32)
 
 
 def _remove_hanger_parts(rgb: np.ndarray, mask: np.ndarray, classic_garment: np.ndarray) -> np.ndarray:

@@ -47,7 +47,7 @@ def build_closet_tab(ctx: UIContext, tab: gr.Tab, tabs: gr.Tabs, studio_tab: Stu
     def on_show(chosen_category: str, chosen_period: str, request: gr.Request):
         studio = ctx.studio_for(request)
         listed = filtered(studio, chosen_category, chosen_period)
-        items = [(str(studio.garment_thumbnail(g["id"])), garment_caption(g)) for g in listed]  # when: filter
+        items = [(str(studio.garment_thumbnail(g["id"])), garment_caption(g)) for g in listed]  # dates: the filter
         favourite_outputs = studio.list_favorites(limit=100)
         choices = [(f"{garment_caption(g)} · {when(g['created_at'])}", g["id"]) for g in
                    studio.list_garments(limit=200)]

@@ -16,6 +16,7 @@ from web.sessions import Sessions
 log = logging.getLogger(__name__)
 
 TOKEN_HEADER = "x-studio-token"
+SESSION_COOKIE_PREFIX = "access-token-"  # Gradio's session cookies: access-token-<app id>, access-token-unsecure-<id>
 SIGN_IN_FIRST = "Sign in first: this studio has accounts."
 
 
@@ -108,7 +109,7 @@ def session_cookie(request: Any) -> str | None:
     """The value of Gradio's session cookie on `request` (its name carries the app's cookie id)."""
     cookies = getattr(request, "cookies", None) or {}
     for name in list(cookies.keys()):
-        if name.startswith("access-token-"):
+        if name.startswith(SESSION_COOKIE_PREFIX):
             value = cookies.get(name)
             if value:
                 return str(value)

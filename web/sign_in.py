@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from web.access import SIGN_IN_FIRST, Access, client_address, oauth_info, session_cookie
+from web.access import SESSION_COOKIE_PREFIX, SIGN_IN_FIRST, Access, client_address, oauth_info, session_cookie
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,9 @@ class SignInGuard:
         gradio = scope["app"]
         gradio.tokens[session] = outcome.user["email"]  # Gradio's own routes check this table
         response = JSONResponse({"success": True})
-        response.set_cookie(f"access-token-{gradio.cookie_id}", session, httponly=True, samesite="none", secure=True)
-        response.set_cookie(f"access-token-unsecure-{gradio.cookie_id}", session, httponly=True)
+        response.set_cookie(f"{SESSION_COOKIE_PREFIX}{gradio.cookie_id}", session, httponly=True, samesite="none",
+                            secure=True)
+        response.set_cookie(f"{SESSION_COOKIE_PREFIX}unsecure-{gradio.cookie_id}", session, httponly=True)
         await response(scope, receive, send)
 
     def _forget_ended_session(self, request: Request, scope: Scope, results_only: bool) -> None:
@@ -109,7 +110,7 @@ def _drop_session_cookies(scope: Scope) -> None:
     headers = []
     for name, value in scope["headers"]:
         if name == b"cookie":
-            kept = [c for c in value.split(b";") if not c.strip().startswith(b"access-token-")]
+            kept = [c for c in value.split(b";") if not c.strip().startswith(SESSION_COOKIE_PREFIX.encode())]
             if not kept:
                 continue
             value = b";".join(kept)
