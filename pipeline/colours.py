@@ -82,18 +82,33 @@ def _named(lab: np.ndarray, rgb: np.ndarray, garment: np.ndarray) -> GarmentColo
 def listing_colours(image: Image.Image, mask: np.ndarray, garment_type: str | None = None) -> ListingColours:
     """The garment's main colour, second colour and pattern, named the way a seller writes them. `garment_type`
     ("jeans", "t-shirt"; None when unknown) lets a dull blue pair of trousers be called denim."""
-    rgb, garment, surround = working_copy(image, mask)
-    corrected = without_colour_cast(rgb, surround)
-    groups = colour_groups(_flat_pixels(corrected, garment))
-    denim = garment_type in DENIM_TYPES
-    main_lab = groups[0][0]
-    name = photo_color_name(main_lab, denim)
-    if is_heather(name, corrected, garment):
-        name = HEATHER_GREY
-    color = GarmentColor(name=name, hex=rgb_to_hex(lab_to_srgb(main_lab)[0]))
-    secondary = _secondary(groups, color)
-    pattern = detect_pattern(corrected, garment)
-    return ListingColours(color=color, secondary=secondary, pattern=pattern)
+    return ColourReading.of(image, mask).named(garment_type)
+
+
+@dataclass(frozen=True)
+class ColourReading:
+    """What `listing_colours` measures of the garment's pixels, before naming: the slow part, which does not need
+    the garment's type, so it can run while the category is still being predicted."""
+
+    corrected: np.ndarray                    # the working copy with the light's colour cast taken out
+    garment: np.ndarray                      # the garment's pixels in it
+    groups: list[tuple[np.ndarray, float]]   # (Lab centre, share) per colour, largest first
+    pattern: str
+
+    @classmethod
+    def of(cls, image: Image.Image, mask: np.ndarray) -> ColourReading:
+        rgb, garment, surround = working_copy(image, mask)
+        corrected = without_colour_cast(rgb, surround)
+        groups = colour_groups(_flat_pixels(corrected, garment))
+        return cls(corrected, garment, groups, detect_pattern(corrected, garment))
+
+    def named(self, garment_type: str | None = None) -> ListingColours:
+        main_lab = self.groups[0][0]
+        name = photo_color_name(main_lab, garment_type in DENIM_TYPES)
+        if is_heather(name, self.corrected, self.garment):
+            name = HEATHER_GREY
+        color = GarmentColor(name=name, hex=rgb_to_hex(lab_to_srgb(main_lab)[0]))
+        return ListingColours(color=color, secondary=_secondary(self.groups, color), pattern=self.pattern)
 
 
 def photo_color_name(lab: np.ndarray, denim: bool = False) -> str:

@@ -7,9 +7,7 @@ The ghost backend composes the real garment pixels (no model weights). Each back
 from __future__ import annotations
 
 import io
-import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -19,6 +17,7 @@ from PIL import Image
 from pipeline.errors import InputError
 from pipeline.ghost import compose_ghost, ghost_framing, natural_long_side
 from pipeline.presets import get_marketplace, parse_aspect_ratio, ratio_size
+from pipeline.workers import CPU_THREADS
 
 FILE_FORMATS = {"jpeg": ".jpg", "png": ".png"}
 JPEG_QUALITY = 95
@@ -26,9 +25,6 @@ DEFAULT_ASPECT_RATIOS = ("1:1", "4:5", "3:4")
 SOFT_ENLARGEMENT = 1.25  # enlarging a garment's pixels more than this shows: the photo looks soft
 
 ProgressCallback = Callable[[float, str], None]
-
-# Shared by every ghost job of the process, so that many jobs at once still use at most one thread per core.
-_COMPOSERS = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="ghost")
 
 
 @dataclass(frozen=True)
@@ -94,7 +90,7 @@ class GhostBackend:
         sizes = [spec.size_for(mask) for spec in specs]
         # The shapes are independent and OpenCV and Pillow release the GIL: composing them side by side takes
         # about a third off three crops of a 12 MP photo on two cores.
-        composing = [_COMPOSERS.submit(compose_ghost, image, mask, size, background) for size in sizes]
+        composing = [CPU_THREADS.submit(compose_ghost, image, mask, size, background) for size in sizes]
         outputs = []
         for index, (spec, size, composed) in enumerate(zip(specs, sizes, composing)):
             if progress:

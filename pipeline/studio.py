@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.attributes import PALETTE, color_from_hex, parse_category
-from pipeline.colours import listing_colours
+from pipeline.colours import ColourReading
 from pipeline.category_model import predict_category, resolve_category_model
 from pipeline.errors import (
     BackendUnavailableError,
@@ -67,6 +67,7 @@ from pipeline.naming import garment_name, numbered
 from pipeline.pattern import parse_pattern
 from pipeline.presets import MARKETPLACES, MarketplacePreset, get_marketplace, parse_background
 from pipeline.thumbnails import thumbnail_jpeg
+from pipeline.workers import CPU_THREADS
 from pipeline.jobs import JobContext, JobRunner
 from pipeline.model_cards import ModelCard, load_model_cards
 from pipeline.edit_diffusion import EDIT_FAMILIES
@@ -336,22 +337,26 @@ class Studio:
             "segmentation_backend": segmentation.backend, "status": "segmented", "error_message": None,
             "mask_points": [list(p) for p in points],
         }
+        mask = segmentation.mask
+        # The colours and the files are independent reads of the same cut-out: they are made while the category
+        # is predicted here (only the colour's name waits for the garment type). torch stays on this thread: run
+        # on a pool thread, its OpenMP team slows the ghost shapes composed there later.
+        reading = CPU_THREADS.submit(ColourReading.of, image, mask) if garment["color_source"] != "user" else None
+        encoding = CPU_THREADS.submit(lambda: (_encode_mask(mask), thumbnail_jpeg(image, mask)))
         if garment["category_source"] != "user":
-            prediction = predict_category(image, segmentation.mask, self.settings.category_backend,
-                                          self.settings.category_model)
+            prediction = predict_category(image, mask, self.settings.category_backend, self.settings.category_model)
             values.update(category=prediction.category, category_source=prediction.backend,
                           category_confidence=round(prediction.confidence, 4),
                           category_alternative=prediction.alternative, garment_type=prediction.garment_type)
-        if garment["color_source"] != "user":
-            colours = listing_colours(image, segmentation.mask, values.get("garment_type", garment["garment_type"]))
+        if reading is not None:
+            colours = reading.result().named(values.get("garment_type", garment["garment_type"]))
             secondary = colours.secondary
             values.update(detected_color=colours.color.name, detected_color_hex=colours.color.hex,
                           secondary_color=secondary.name if secondary else None,
                           secondary_color_hex=secondary.hex if secondary else None,
                           pattern=colours.pattern, color_source="detected")
         values.update(_suggested_title({**garment, **values}))
-        encoded_mask = _encode_mask(segmentation.mask)
-        thumbnail = thumbnail_jpeg(image, segmentation.mask)
+        encoded_mask, thumbnail = encoding.result()
         written = [self.files.write("masks", encoded_mask, ".png")]
         try:
             written.append(self.files.write("thumbnails", thumbnail, ".jpg"))
@@ -804,7 +809,9 @@ class Studio:
                 rendered = on_gpu(render_on_model)(backend, plan, image, mask, specs, garment["category"],
                                                    garment["detected_color_hex"], progress, job.cancelled, person)
             report(0.9, "Saving")
-            outputs = [self._save_output(output, parameters["file_format"], written) for output in rendered]
+            encoded = CPU_THREADS.map(lambda output: _encode_output(output, parameters["file_format"]), rendered)
+            outputs = [self._save_output(output, data, parameters["file_format"], written)
+                       for output, data in zip(rendered, encoded)]
             if job.cancelled():
                 raise GenerationCancelled()
             self.database.complete_generation(generation_id, outputs)
@@ -823,10 +830,9 @@ class Studio:
             except StorageError:  # the disk is still full or read-only: the next start marks it failed
                 log.exception("could not record that generation %s failed", generation_id)
 
-    def _save_output(self, output: RenderedOutput, file_format: str, written: list[str]) -> dict[str, Any]:
-        """Writes one output file (generated images carry the AI-disclosure metadata) and returns its row."""
-        encoded = (encode_with_disclosure(output.image, file_format) if output.ai_generated
-                   else encode_image(output.image, file_format))
+    def _save_output(self, output: RenderedOutput, encoded: bytes, file_format: str,
+                     written: list[str]) -> dict[str, Any]:
+        """Writes one encoded output file and returns its row."""
         url = self.files.write("outputs", encoded, FILE_FORMATS[file_format])
         written.append(url)
         fidelity = output.fidelity
@@ -1198,6 +1204,13 @@ def _encode_mask(mask: np.ndarray) -> bytes:
     if not ok:
         raise RuntimeError("could not encode the mask as PNG")
     return encoded.tobytes()
+
+
+def _encode_output(output: RenderedOutput, file_format: str) -> bytes:
+    """The output's file; generated images carry the AI-disclosure metadata."""
+    if output.ai_generated:
+        return encode_with_disclosure(output.image, file_format)
+    return encode_image(output.image, file_format)
 
 
 def _decode_mask(data: bytes) -> np.ndarray:

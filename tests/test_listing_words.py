@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from conftest import garment_photo
 from pipeline.colours import cast_gains, listing_colours, photo_color_name
@@ -144,6 +144,22 @@ def test_an_upload_stores_the_listing_words(studio: Studio, photo_path):
     assert garment["secondary_color"] is None and garment["color_source"] == "detected"
     assert garment["garment_type"] and garment["category_alternative"] in {"top", "bottom", "dress", "outerwear"}
     assert garment["title"] == f"Navy {garment['garment_type'].title()}" and garment["title_source"] == "detected"
+
+
+def test_the_colours_read_beside_the_category_are_named_for_its_garment_type(studio: Studio, tmp_path):
+    # The studio reads the colours while the category is predicted, then names them for the predicted type:
+    # a dull blue pair of trousers is denim, and the stored words are what `listing_colours` says in one call.
+    rng = np.random.default_rng(0)
+    surround = (np.array((200, 200, 198), float) + rng.normal(0, 3, (800, 600, 3))).clip(0, 255).astype(np.uint8)
+    image = Image.fromarray(surround)
+    legs = [(190, 120), (410, 120), (440, 700), (330, 700), (300, 330), (270, 700), (160, 700)]
+    ImageDraw.Draw(image).polygon(legs, fill=(58, 72, 104))
+    path = tmp_path / "dull-blue-trousers.png"
+    image.save(path)
+    garment = studio.upload_garment(path)
+    assert (garment["garment_type"], garment["detected_color"]) == ("trousers", "denim blue")
+    direct = listing_colours(studio.garment_image(garment["id"]), studio.garment_mask(garment["id"]), "trousers")
+    assert (garment["detected_color_hex"], garment["pattern"]) == (direct.color.hex, direct.pattern)
 
 
 def test_the_sellers_words_win_and_survive_a_new_cut_out(studio: Studio, photo_path):
