@@ -132,10 +132,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_segment(args: argparse.Namespace) -> int:
-    from pipeline.category_model import predict_category
-    from pipeline.colours import listing_colours
     from pipeline.listing import suggest_title
     from pipeline.ingest import ingest_file
+    from pipeline.reading import read_garment
     from pipeline.segmentation import get_segmenter
     from PIL import Image
 
@@ -155,8 +154,8 @@ def run_segment(args: argparse.Namespace) -> int:
             continue
         mask_path = out / f"{Path(image_path).stem}.png"
         Image.fromarray(segmentation.mask, mode="L").save(mask_path)
-        category = predict_category(image, segmentation.mask, settings.category_backend, settings.category_model)
-        colours = listing_colours(image, segmentation.mask, category.garment_type)
+        reading = read_garment(image, segmentation.mask, settings.category_backend, settings.category_model)
+        category, colours = reading.category, reading.colours
         second = colours.secondary.name if colours.secondary else None
         print(json.dumps({
             "image": str(image_path), "mask": str(mask_path), "category": category.category,

@@ -26,8 +26,7 @@ import numpy as np
 from PIL import Image
 
 from pipeline.attributes import PALETTE, color_from_hex, parse_category
-from pipeline.colours import ColourReading
-from pipeline.category_model import predict_category, resolve_category_model
+from pipeline.category_model import resolve_category_model
 from pipeline.errors import (
     BackendUnavailableError,
     InputError,
@@ -65,6 +64,7 @@ from pipeline.plans import MEGABYTE, Plan, day_start, plan_for, resets_in, upgra
 from pipeline.listing import clean_title, suggest_title
 from pipeline.naming import garment_name, numbered
 from pipeline.pattern import parse_pattern
+from pipeline.reading import read_garment
 from pipeline.presets import MARKETPLACES, MarketplacePreset, get_marketplace, parse_background
 from pipeline.thumbnails import thumbnail_jpeg
 from pipeline.workers import CPU_THREADS
@@ -338,19 +338,17 @@ class Studio:
             "mask_points": [list(p) for p in points],
         }
         mask = segmentation.mask
-        # The colours and the files are independent reads of the same cut-out: they are made while the category
-        # is predicted here (only the colour's name waits for the garment type). torch stays on this thread: run
-        # on a pool thread, its OpenMP team slows the ghost shapes composed there later.
-        reading = CPU_THREADS.submit(ColourReading.of, image, mask) if garment["color_source"] != "user" else None
         encoding = CPU_THREADS.submit(lambda: (_encode_mask(mask), thumbnail_jpeg(image, mask)))
-        if garment["category_source"] != "user":
-            prediction = predict_category(image, mask, self.settings.category_backend, self.settings.category_model)
+        reading = read_garment(image, mask, self.settings.category_backend, self.settings.category_model,
+                               category=garment["category_source"] != "user",
+                               colours=garment["color_source"] != "user", garment_type=garment["garment_type"])
+        if reading.category is not None:
+            prediction = reading.category
             values.update(category=prediction.category, category_source=prediction.backend,
                           category_confidence=round(prediction.confidence, 4),
                           category_alternative=prediction.alternative, garment_type=prediction.garment_type)
-        if reading is not None:
-            colours = reading.result().named(values.get("garment_type", garment["garment_type"]))
-            secondary = colours.secondary
+        if reading.colours is not None:
+            colours, secondary = reading.colours, reading.colours.secondary
             values.update(detected_color=colours.color.name, detected_color_hex=colours.color.hex,
                           secondary_color=secondary.name if secondary else None,
                           secondary_color_hex=secondary.hex if secondary else None,

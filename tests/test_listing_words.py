@@ -12,6 +12,7 @@ from pipeline.colours import cast_gains, listing_colours, photo_color_name
 from pipeline.errors import InputError
 from pipeline.listing import MAX_TITLE_LENGTH, clean_title, suggest_title
 from pipeline.pattern import detect_pattern, parse_pattern
+from pipeline.reading import read_garment
 from pipeline.studio import Studio
 from ui.common import category_question
 
@@ -160,6 +161,15 @@ def test_the_colours_read_beside_the_category_are_named_for_its_garment_type(stu
     assert (garment["garment_type"], garment["detected_color"]) == ("trousers", "denim blue")
     direct = listing_colours(studio.garment_image(garment["id"]), studio.garment_mask(garment["id"]), "trousers")
     assert (garment["detected_color_hex"], garment["pattern"]) == (direct.color.hex, direct.pattern)
+
+
+def test_reading_a_garment_names_its_colours_for_the_type_the_seller_left():
+    image, mask = garment_on((200, 200, 198), (58, 72, 104))
+    kept_type = read_garment(image, mask, category=False, garment_type="jeans")
+    assert kept_type.category is None and kept_type.colours.color.name == "denim blue"
+    assert read_garment(image, mask, category=False).colours.color.name == "navy"  # on a shirt
+    only_category = read_garment(image, mask, colours=False)
+    assert only_category.colours is None and only_category.category.backend == "trained"
 
 
 def test_the_sellers_words_win_and_survive_a_new_cut_out(studio: Studio, photo_path):
