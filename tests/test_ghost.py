@@ -181,3 +181,19 @@ def test_an_enlarged_garment_keeps_a_crisp_edge():
     output = np.asarray(compose_ghost(image, mask, (1600, 1600), "black")).astype(float)
     row = output[1000, :800, 0] / 128  # across the body's left side; black shows no shadow
     assert ((row > 0.1) & (row < 0.9)).sum() <= 4  # the old feather, growing with the enlargement, took 13 px
+
+
+@pytest.mark.parametrize("window", [15, 41])  # 16-bit window sums, and 32-bit ones past what 16 bits hold
+def test_edge_colours_are_the_mean_of_the_interior_around_them(window):
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (120, 100, 3), dtype=np.uint8)
+    inner = np.zeros((120, 100), np.uint8)
+    inner[30:90, 25:75] = 1
+    out = ghost._decontaminate(rgb, inner, window)
+    # The same mean with float blurs, as the compositor computed it before.
+    weight = cv2.blur(inner.astype(np.float32), (window, window))
+    spread = cv2.blur((rgb * inner[..., None]).astype(np.float32), (window, window))
+    edge = (inner == 0) & (weight > 0)
+    expected = np.clip(spread[edge] / weight[edge][:, None] + 0.5, 0, 255).astype(np.uint8)
+    assert np.abs(out[edge].astype(int) - expected).max() <= 1
+    assert (out[~edge] == rgb[~edge]).all()
