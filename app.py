@@ -14,6 +14,7 @@ except ImportError:
 
 import logging
 import os
+import threading
 from typing import Any
 
 import gradio as gr
@@ -110,6 +111,8 @@ def build(settings: Settings) -> tuple[Studio, StudioBlocks]:
         studio.close()
         raise
     demo.queue(default_concurrency_limit=4)
+    # The models load while the page opens, not during the first seller's upload.
+    threading.Thread(target=studio.warm_up, name="warm-up", daemon=True).start()
     if settings.auth == "none" and os.environ.get("SPACE_ID"):
         log.warning("This Space serves without sign-in (STUDIO_AUTH=none): every visitor shares one studio.")
     return studio, demo

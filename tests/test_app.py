@@ -215,3 +215,19 @@ def test_a_whole_closet_through_the_api(client, studio, tmp_path):
     client.predict(starred, True, api_name="/set_favorite")
     [favourite] = client.predict(api_name="/list_favorites")
     assert favourite["id"] == starred and favourite["garment_id"] == made["jobs"][0]["garment_id"]
+
+
+def test_a_built_app_loads_its_models_before_the_first_upload(tmp_path, monkeypatch):
+    import threading
+
+    from app import build
+    from pipeline.settings import Settings
+    from pipeline.studio import Studio
+
+    warmed = threading.Event()
+    monkeypatch.setattr(Studio, "warm_up", lambda self: warmed.set())  # what it loads: tests/test_studio.py
+    studio, _ = build(Settings.from_env(tmp_path / "data"))
+    try:
+        assert warmed.wait(timeout=30)
+    finally:
+        studio.close()

@@ -11,6 +11,7 @@ from PIL import Image
 
 from pipeline.errors import BackendUnavailableError, InputError, NotFoundError
 from pipeline.presets import MARKETPLACES
+from pipeline.settings import Settings
 from pipeline.studio import Studio
 from storage.database import INTERRUPTED_JOB_MESSAGE
 
@@ -311,3 +312,35 @@ def test_jobs_do_not_show_which_host_and_process_ran_them(studio, photo_path):
     job = studio.generate(garment["id"], aspect_ratios=["1:1"], wait=True)
     assert studio.database.get_generation(job["id"])["worker"]
     assert "worker" not in job and "worker" not in studio.list_generations()[0]
+
+
+# -- warming up ---------------------------------------------------------------------------------------------------
+
+def test_after_the_warm_up_the_first_upload_tries_no_model_again(tmp_path, photo_path, monkeypatch):
+    from pipeline import category_model
+
+    # A CLIP id no other test has tried: the warm-up is what finds out that its weights are missing.
+    settings = Settings.from_env(tmp_path / "data", category_model="resell-studio-tests/warm-up-clip")
+    studio = Studio.open(settings)
+    try:
+        assert studio.warm_up().startswith("the fused cut-out and the trained category model, loaded in")
+
+        def must_not_run(*args, **kwargs):
+            raise AssertionError("the upload tried to load CLIP again")
+
+        monkeypatch.setattr(category_model, "ClipCategoryClassifier", must_not_run)
+        garment = studio.upload_garment(photo_path)
+        assert (garment["segmentation_backend"], garment["category_source"]) == ("fused", "trained")
+    finally:
+        studio.close()
+
+
+def test_a_model_that_cannot_load_is_reported_by_the_warm_up_not_raised(tmp_path):
+    settings = Settings.from_env(tmp_path / "data", category_backend="clip",
+                                 category_model="resell-studio-tests/warm-up-missing-clip")
+    studio = Studio.open(settings)
+    try:
+        report = studio.warm_up()
+        assert report.startswith("not ready: ") and "warm-up-missing-clip" in report
+    finally:
+        studio.close()
