@@ -444,6 +444,7 @@ MIN_SEED_SIGMA = 4.0
 EDGE_MIN = 6.0
 EDGE_FACTOR = 3.0
 EDGE_PERCENTILE = 90.0
+MIN_INSIDE_PIXELS = 12
 REACH_FRACTION = 0.35
 RIM_PIXELS = 2
 # (edge threshold factor, colour match in sigmas), tried in turn while the region runs away
@@ -626,6 +627,12 @@ def _seed_model(lab: np.ndarray, gradient: np.ndarray, near: np.ndarray,
     an edge there. Only the surrounding pixels close in colour to the clicked one count, so a click beside the
     border models its own side; their spread lets shading and texture match and sets the edge strength."""
     side = near & (np.linalg.norm(lab - lab[seed], axis=2) < SEED_DELTA_E)
+    # Modelled away from the side's own border where there is room: on a part a few pixels thin (a hanger's
+    # bar) every side pixel touches the border, whose blend and gradient would count as the part's own colour
+    # spread and texture, and let the region cross into anything darker or lighter beside it.
+    inside = cv2.erode(side.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    if np.count_nonzero(inside) >= MIN_INSIDE_PIXELS:
+        side = inside
     samples = lab[side].astype(np.float64)
     covariance = np.cov(samples, rowvar=False) if len(samples) > 3 else np.zeros((3, 3))
     inverse = np.linalg.inv(covariance + np.eye(3) * MIN_SEED_SIGMA**2).astype(np.float32)

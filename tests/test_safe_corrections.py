@@ -133,6 +133,39 @@ def test_a_background_click_on_a_detached_patch_takes_all_of_it_whatever_its_col
     assert np.count_nonzero(truth & ~after) == 0
 
 
+def shorts_on_a_hanger_bar(size: int = 480) -> tuple[Image.Image, np.ndarray, np.ndarray, np.ndarray]:
+    """Pale shorts hung from a thin, rounded black bar against a pale wall, their dark grey lining showing at
+    the open waist and running up into the bar: the photo, the cut-out that kept the bar, the bar and the
+    lining."""
+    rng = np.random.default_rng(3)
+    rows, columns = np.mgrid[:size, :size]
+    shorts = (rows >= 150) & (rows < 440) & (columns >= 100) & (columns < 380)
+    bar = (rows >= 142) & (rows < 150) & (columns >= 110) & (columns < 370)
+    lining = shorts & (np.abs(columns - 140 - (rows - 150) * 0.8) < 5) & (rows < 260)
+    photo = np.empty((size, size, 3))
+    photo[:] = [222, 204, 208]
+    photo[shorts] = [214, 212, 206]
+    photo[lining] = (70 + (rows[lining, None] - 150) * 0.3).repeat(3, axis=1)
+    photo[bar] = (15 + (rows[bar, None] - 142) * 6.0).repeat(3, axis=1)  # lit from below
+    photo += rng.normal(0, 2, photo.shape)
+    image = Image.fromarray(cv2.GaussianBlur(photo.clip(0, 255).astype(np.uint8), (3, 3), 0))
+    return image, as_mask(shorts | bar), bar, lining
+
+
+@pytest.mark.parametrize("row", [143, 146, 148])
+def test_a_tap_on_a_thin_dark_bar_takes_the_bar_and_not_the_dark_lining_it_touches(row):
+    """Seen on a real photo of shorts on a clip hanger: the texture around a tap on a bar a few pixels thick
+    was measured from the bar's own borders, so the region crossed into the lining below. Wherever across the
+    bar the seller taps, the bar goes and the lining stays."""
+    image, cut_out_with_bar, bar, lining = shorts_on_a_hanger_bar()
+    after = refine_with_clicks(image, cut_out_with_bar, [(240, row, 0)]) > 0
+    rows = np.arange(bar.shape[0])[:, None]
+    bar_above_its_blend_with_the_shorts = bar & (rows < 149)
+    lining_clear_of_the_bar = lining & (rows >= 160)
+    assert np.count_nonzero(bar_above_its_blend_with_the_shorts & after) < 0.02 * np.count_nonzero(bar)
+    assert np.count_nonzero(lining_clear_of_the_bar & ~after) < 0.1 * np.count_nonzero(lining_clear_of_the_bar)
+
+
 @pytest.mark.parametrize("label", [0, 1])
 def test_a_click_with_no_edge_around_it_changes_only_its_surroundings(label):
     """A background click inside the plain T-shirt, or a garment click on the open floor, finds no edge that
