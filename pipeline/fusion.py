@@ -10,7 +10,8 @@ So, at the classic working size, the network's mask is the base and the classic 
 1. when the network's garment is under 40 % of the classic one and lies inside it, the network saw a print,
    not the garment: the classic mask is used (at half, it is the classic model that took in a dark board or
    rug the garment lies on);
-2. classic-only parts joined to the network's garment come in when the network gives them some weight, or when
+2. classic-only parts joined to the network's garment come in when the network gives them some weight (unless they
+   are just like the floor around the garment and unlike the garment: the floor between a sleeve and the body), or when
    they are unlike the garment's surroundings and either clearly unlike the background (a white hem) or of the
    garment's colour (a sleeve the network lost); floor glare is neither. A part like something elsewhere around
    the garment (dark folds or clutter on the sheet) still comes in when it sticks out of the network's garment
@@ -45,6 +46,8 @@ PRINT_ONLY_SHARE = 0.4  # network garment under this share of the classic one, a
 INSIDE_SHARE = 0.9
 JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
 NETWORK_HINT = 0.15  # a classic-only part comes in when the network gives it this probability, or ...
+LIKE_SURROUNDINGS = 1.5  # a part this many sigmas inside what the floor around the garment spreads over ...
+FLOOR_PART_SHARE = 0.002  # ... and at least this share of the network's garment is floor, whatever the network says
 LOST_PART_SHARE = 0.3  # a larger classic-only part must also have the garment's colour
 CLEARLY_UNLIKE = 2.0  # ... when it is unlike the surroundings and this many thresholds from the background
 TRUSTED_AGREEMENT = 0.75  # below this IoU with the network's mask the classic one takes nothing away
@@ -127,8 +130,10 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
         if not (part & near).any():
             continue
         if np.median(probability[part]) > NETWORK_HINT:
-            garment |= part
-            continue
+            unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
+            if not _like_the_floor(rgb, network > 0, part, unlike[part]):
+                garment |= part
+                continue
         if np.count_nonzero(part) > LOST_PART_SHARE * network_area and not _lost_garment_part(rgb, garment, part):
             continue
         unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
@@ -182,6 +187,16 @@ class _LimbCheck:
         to_garment = cutout._nearest_cluster_distance(pixels, self.features[beside.ravel()])
         to_background = cutout._nearest_cluster_distance(pixels, self.features[background.ravel()])
         return bool(np.median(to_garment) < np.median(to_background))
+
+
+def _like_the_floor(rgb: np.ndarray, network_garment: np.ndarray, part: np.ndarray, unlike: np.ndarray) -> bool:
+    """Whether a classic-only part is the floor whatever weight the network gives it: more than a speck on the
+    garment's edge, just like the surroundings (`unlike`: `_unlike_surroundings` of its pixels) and unlike the
+    garment. The network fills the gap between a sleeve and the body faintly (0.2 to 0.4), and the classic model
+    takes that floor in where the light there differs from the photo's border."""
+    return (np.count_nonzero(part) >= FLOOR_PART_SHARE * np.count_nonzero(network_garment)
+            and np.median(unlike) <= -LIKE_SURROUNDINGS
+            and not _looks_like_garment(rgb, network_garment, part))
 
 
 def _lost_garment_part(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
