@@ -130,8 +130,12 @@ def _arbitrate(rgb: np.ndarray, network: np.ndarray, classic: cutout.BackgroundV
         if not (part & near).any():
             continue
         if np.median(probability[part]) > NETWORK_HINT:
-            unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
-            if not _like_the_floor(rgb, network > 0, part, unlike[part]):
+            # Most such parts are specks on the garment's edge: only a larger one is worth judging (and costs the
+            # model of the surroundings).
+            speck = np.count_nonzero(part) < FLOOR_PART_SHARE * network_area
+            if not speck:
+                unlike = _unlike_surroundings(rgb, garment | classic_garment) if unlike is None else unlike
+            if speck or not _like_the_floor(rgb, network > 0, part, unlike[part]):
                 garment |= part
                 continue
         if np.count_nonzero(part) > LOST_PART_SHARE * network_area and not _lost_garment_part(rgb, garment, part):
@@ -190,13 +194,11 @@ class _LimbCheck:
 
 
 def _like_the_floor(rgb: np.ndarray, network_garment: np.ndarray, part: np.ndarray, unlike: np.ndarray) -> bool:
-    """Whether a classic-only part is the floor whatever weight the network gives it: more than a speck on the
-    garment's edge, just like the surroundings (`unlike`: `_unlike_surroundings` of its pixels) and unlike the
-    garment. The network fills the gap between a sleeve and the body faintly (0.2 to 0.4), and the classic model
-    takes that floor in where the light there differs from the photo's border."""
-    return (np.count_nonzero(part) >= FLOOR_PART_SHARE * np.count_nonzero(network_garment)
-            and np.median(unlike) <= -LIKE_SURROUNDINGS
-            and not _looks_like_garment(rgb, network_garment, part))
+    """Whether a classic-only part (more than a speck) is the floor whatever weight the network gives it: just
+    like the surroundings (`unlike`: `_unlike_surroundings` of its pixels) and unlike the garment. The network
+    fills the gap between a sleeve and the body faintly (0.2 to 0.4), and the classic model takes that floor in
+    where the light there differs from the photo's border."""
+    return np.median(unlike) <= -LIKE_SURROUNDINGS and not _looks_like_garment(rgb, network_garment, part)
 
 
 def _lost_garment_part(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray) -> bool:
