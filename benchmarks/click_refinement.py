@@ -27,7 +27,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from segmentation_quality import BACKENDS, image_files, iou, truth_mask_path  # noqa: E402
+from segmentation_quality import BACKENDS, iou, photos_with_truth  # noqa: E402
 
 from pipeline.cutout import refine_with_clicks  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
@@ -73,12 +73,8 @@ def tap_sequence(image: Image.Image, truth: np.ndarray, start: str, clicks: int)
 
 def evaluate(folder: Path, start: str, clicks: int) -> dict:
     per_photo, seconds = {}, []
-    for path in image_files(folder):
-        truth_path = truth_mask_path(folder, path)
-        if truth_path is None:
-            continue
-        truth = np.asarray(Image.open(truth_path).convert("L")) >= 128
-        scores, taken = tap_sequence(Image.open(path).convert("RGB"), truth, start, clicks)
+    for path, photo, truth in photos_with_truth(folder):
+        scores, taken = tap_sequence(photo, truth, start, clicks)
         per_photo[path.name] = [round(s, 4) for s in scores]
         seconds += taken
     table = np.array(list(per_photo.values()))

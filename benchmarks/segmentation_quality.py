@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -76,14 +77,20 @@ def truth_mask_path(folder: Path, image_path: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def evaluate_product_masks(folder: Path) -> dict:
-    scores, seconds = {}, []
+def photos_with_truth(folder: Path) -> Iterator[tuple[Path, Image.Image, np.ndarray]]:
+    """Each product photo that has a true mask: its path, the photo (RGB) and the mask (bool; JPEG masks are
+    thresholded at 128)."""
     for path in image_files(folder):
         truth_path = truth_mask_path(folder, path)
-        if truth_path is None:
-            continue
-        truth = np.asarray(Image.open(truth_path).convert("L")) >= 128
-        mask, elapsed = timed_cut_out(Image.open(path).convert("RGB"))
+        if truth_path is not None:
+            truth = np.asarray(Image.open(truth_path).convert("L")) >= 128
+            yield path, Image.open(path).convert("RGB"), truth
+
+
+def evaluate_product_masks(folder: Path) -> dict:
+    scores, seconds = {}, []
+    for path, photo, truth in photos_with_truth(folder):
+        mask, elapsed = timed_cut_out(photo)
         seconds.append(elapsed)
         scores[path.name] = round(iou(mask, truth), 4)
     values = list(scores.values())
