@@ -236,6 +236,11 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     title = page.locator("#listing-title textarea, #listing-title input").first
     expect(title).to_have_value(red_garment["title"])  # suggested from what the studio saw: "Red T-Shirt"
     assert red_garment["title"].startswith("Red ")
+    # "Save cut-out" before any tap says there is nothing to save and leaves every field usable (an error used to
+    # cover them all with error badges that blocked the category's chips)
+    page.get_by_role("button", name="Save cut-out", exact=True).click()
+    expect(page.get_by_text(re.compile("Nothing to save"))).to_be_visible()
+    expect(page.locator("#category").get_by_text("Error", exact=True)).to_have_count(0)
     page.get_by_label(new_category, exact=True).check()
     expect(title).not_to_have_value(red_garment["title"])  # the suggestion follows the category: "Red Jacket"
     saved = studio.get_garment(red_garment["id"])

@@ -12,6 +12,7 @@ from pipeline.attributes import CATEGORIES
 from pipeline.listing import MAX_TITLE_LENGTH
 from pipeline.pattern import PATTERNS
 from pipeline.cutout import stray_regions
+from pipeline.errors import StudioError
 from pipeline.previews import cutout_preview, preview_scale, thumbnail
 from pipeline.segmentation import backend_label
 from pipeline.studio import Studio
@@ -139,10 +140,15 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
             return None, "", []
         return picture_of(studio, chosen_id, CUTOUT_VIEW, points), note_for(studio, chosen_id, points), points
 
+    def left_as_it_is(message: str) -> list:
+        """A toast, and the panel as it was: an error raised here would cover every field with an error badge."""
+        gr.Warning(message)
+        return [gr.skip()] * len(review.outputs)
+
     def on_reset(chosen_id: str, request: gr.Request):
         studio = ctx.studio_for(request)
         if not chosen_id:
-            raise gr.Error("Choose a garment in your closet first.")
+            return left_as_it_is("Choose a garment in your closet first.")
         garment = studio.segment_garment(chosen_id)
         if garment["status"] == "failed":
             gr.Warning(garment["error_message"])
@@ -152,9 +158,16 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
 
     def on_save_cutout(chosen_id: str, points: list, request: gr.Request):
         studio = ctx.studio_for(request)
-        if not chosen_id or not points:
-            raise gr.Error("Tap the picture first: a tap adds to or removes from the garment, as chosen above.")
-        studio.refine_garment(chosen_id, points)
+        if not chosen_id:
+            return left_as_it_is("Choose a garment in your closet first.")
+        if not points:
+            gr.Info("Nothing to save: the cut-out shown is the one your photos use. Tap the picture to add or "
+                    "remove a part first.")
+            return [gr.skip()] * len(review.outputs)
+        try:
+            studio.refine_garment(chosen_id, points)
+        except StudioError as error:
+            return left_as_it_is(str(error))
         gr.Info("Cut-out saved.")
         return show(studio, chosen_id)
 
