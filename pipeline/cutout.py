@@ -463,22 +463,28 @@ def refine_with_clicks(image: Image.Image, mask: np.ndarray,
     a garment click (label 1) adds the region around it, a background click (label 0) removes it. The region
     follows colour and stops at edges (`_ClickImage.click_region`), so it never spills across the garment's
     border. Where regions overlap, the later click wins; the clicked pixel always takes the click's label.
-    A piece left apart from the garment goes (`_ClickImage.loose_pieces`) unless the seller tapped it."""
+    A piece left apart from the garment goes (`_ClickImage.loose_pieces`) unless the seller tapped it, and the
+    tap did more than add a dot around itself (it found no edge, or only pixels like the background): such a dot
+    apart from the garment would float in every photo."""
     if not len(points):
         return mask.copy()
     work = _ClickImage(image)
     current = work.to_small(mask)
     labels = np.full(current.shape, -1, np.int8)
+    keeping = []  # the garment taps that keep their piece even apart from the garment
     for x, y, label in points:
-        region = work.click_region(x, y, current, garment=bool(label))
+        region, only_a_dot = work.click_region(x, y, current, garment=bool(label))
         current[region] = bool(label)
         labels[region] = label
+        if label and not only_a_dot:
+            keeping.append((x, y, label))
     refined = mask.copy()
     refined[work.to_full(labels == 1)] = 255
     refined[work.to_full(labels == 0)] = 0
-    refined[work.to_full(work.loose_pieces(refined, points))] = 0
     for x, y, label in points:
         refined[min(int(y), mask.shape[0] - 1), min(int(x), mask.shape[1] - 1)] = 255 if label else 0
+    # Last, so that a dropped dot leaves no tapped pixel floating either.
+    refined[work.to_full(work.loose_pieces(refined, keeping))] = 0
     return refined
 
 
@@ -497,7 +503,7 @@ class _ClickImage:
 
     def loose_pieces(self, mask: np.ndarray, points: Sequence[tuple[float, float, int]]) -> np.ndarray:
         """The parts of `mask` (full size) that `main_garment` drops, at refinement size: a blob a click left
-        apart from the garment goes unless it is close and like it, or the seller tapped it as garment."""
+        apart from the garment goes unless it is close and like it, or one of `points` tapped it as garment."""
         current = self.to_small(mask)
         clicked = np.zeros(current.shape, bool)
         for x, y, label in points:
@@ -521,13 +527,14 @@ class _ClickImage:
         soft = cv2.resize(region.astype(np.uint8) * 255, self.full_size, interpolation=cv2.INTER_LINEAR)
         return soft >= 128
 
-    def click_region(self, x: float, y: float, current: np.ndarray, garment: bool) -> np.ndarray:
+    def click_region(self, x: float, y: float, current: np.ndarray, garment: bool) -> tuple[np.ndarray, bool]:
         """What a click at photo pixel (x, y) sets in the mask so far (`current`, bool; refinement size),
         given the click's kind: the pixels of the region joined to the click whose colour matches the click's
         side of any edge, without crossing an edge stronger than the texture there. A region whose change runs
         away (`_runs_away`) found no edge that bounds it: it is grown again, stricter, and at worst kept to the
         click's close surroundings. Pixels whose colour is common in the other kind stay as they were (a white
-        sheet's colour in the white stripes of a shirt), except in a part not joined to the garment."""
+        sheet's colour in the white stripes of a shirt), except in a part not joined to the garment. Also
+        whether a garment click added only a dot: nothing beyond its close surroundings."""
         height, width = current.shape
         cy, cx = self.small_point(x, y)
         # With no cut-out at all, a garment click says where the whole garment is.
@@ -551,8 +558,9 @@ class _ClickImage:
         change = region & changeable
         if not detached:  # a part off the garment goes whatever its colour
             change &= ~(self._like_other_kind(current, change, garment) & ~near)
+        only_a_dot = garment and not current[cy, cx] and not (change & ~near).any()
         # With the region's pixels just around it, so that at full size the change reaches its true edge.
-        return change | (region & (cv2.dilate(change.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0))
+        return change | (region & (cv2.dilate(change.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)), only_a_dot
 
     def _like_other_kind(self, current: np.ndarray, change: np.ndarray, garment: bool) -> np.ndarray:
         """Which pixels of `change` have a colour that makes up a good share of the other kind: the background

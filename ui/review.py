@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import gradio as gr
+import numpy as np
 
 from pipeline.attributes import CATEGORIES
 from pipeline.listing import MAX_TITLE_LENGTH
@@ -100,6 +101,10 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         lines = [f"⚠ **{strays} loose piece{'s' if strays > 1 else ''}** boxed in magenta: tap {'them' if strays > 1 else 'it'}"
                  f" in *{REMOVE}* mode if not part of the garment." if strays else
                  "What you see is what goes in your photos. Tap the picture to add or remove a part."]
+        missed = taps_that_added_nothing(mask, points)
+        if missed:
+            lines.append(f"{missed} tap{'s' if missed > 1 else ''} in *{ADD}* mode found no part joined to the "
+                         "garment there. Tap where the missing part meets the garment.")
         if points:
             lines.append(f"{len(points)} tap{'s' if len(points) > 1 else ''} not saved yet: **Save cut-out** keeps them.")
         if garment["segmentation_backend"]:
@@ -222,6 +227,15 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         confirm.click(ui(on_confirm), garment_id, fields, **quiet),
     ]
     return review
+
+
+def taps_that_added_nothing(mask: np.ndarray, points: list) -> int:
+    """How many garment taps ([x, y, 1] in photo pixels) after the last removing tap land outside `mask`: what
+    they added was a dot apart from the garment, which the cut-out drops."""
+    height, width = mask.shape[:2]
+    removes = [index for index, (_, _, label) in enumerate(points) if not label]
+    since = removes[-1] + 1 if removes else 0
+    return sum(1 for x, y, _ in points[since:] if not mask[min(int(y), height - 1), min(int(x), width - 1)])
 
 
 ATTRIBUTE_FIELDS = ("title", "category", "confirm", "color_name", "color_hex", "secondary_color", "pattern")
