@@ -24,8 +24,19 @@ def suggest_title(category: str | None, color: str | None, secondary_color: str 
         words.append(f"{color} & {secondary_color}" if secondary_color else color)
     if pattern and pattern != "solid":
         words.append(pattern)
-    words.append(garment_type or CATEGORY_NOUNS.get(category or "", "garment"))
+    words.append(garment_type or category_noun(category))
     return _shortened(_title_case(" ".join(words)))
+
+
+def category_noun(category: str | None) -> str:
+    """What a garment of `category` is called when its type is not known ("jacket" for outerwear)."""
+    return CATEGORY_NOUNS.get(category or "", "garment")
+
+
+def listing_noun(garment: dict) -> str:
+    """The garment's type as a listing names it: the type seen ("t-shirt"), or its category's noun when the
+    seller changed the category, which makes the type seen meaningless."""
+    return garment.get("garment_type") or category_noun(garment.get("category"))
 
 
 def clean_title(value: object) -> str:

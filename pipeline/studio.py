@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import logging
 import tempfile
@@ -61,7 +62,7 @@ from pipeline.generation import (
 )
 from pipeline.ingest import ingest_bytes, ingest_file
 from pipeline.plans import MEGABYTE, Plan, day_start, plan_for, resets_in, upgrade_hint
-from pipeline.listing import clean_title, suggest_title
+from pipeline.listing import clean_title, listing_noun, suggest_title
 from pipeline.naming import garment_name, numbered
 from pipeline.pattern import parse_pattern
 from pipeline.reading import read_garment
@@ -1019,7 +1020,7 @@ class Studio:
                          for number, output in enumerate(outputs, start=1)]
                 for file_name, output in zip(files, outputs):
                     archive.write(self.files.path(output["image_url"]), f"{name}/{file_name}")
-                rows.append([garment["id"], name, garment["title"], garment["category"], garment["garment_type"],
+                rows.append([garment["id"], name, garment["title"], garment["category"], listing_noun(garment),
                              garment["detected_color"], garment["detected_color_hex"], garment["secondary_color"],
                              garment["pattern"], ";".join(files)])
             archive.writestr("listing.csv", _csv_text(LISTING_COLUMNS, rows))
@@ -1039,8 +1040,20 @@ class Studio:
         else:
             chosen = [self._garment(garment_id)["id"]
                       for garment_id in dict.fromkeys(_names(garment_ids, "garment ids", "3f2a9c..."))]
-        return [(self.database.get_garment(garment_id), by_garment[garment_id][:preset.max_photos])
+        return [(self.database.get_garment(garment_id), self._distinct(by_garment[garment_id])[:preset.max_photos])
                 for garment_id in chosen if garment_id in by_garment]
+
+    def _distinct(self, outputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """`outputs` without those whose file is the same image as an earlier one's: making the same photos
+        twice (the same garment, shape and background) gives identical files, and a listing needs each once."""
+        seen: set[bytes] = set()
+        distinct = []
+        for output in outputs:
+            digest = hashlib.sha256(self.files.path(output["image_url"]).read_bytes()).digest()
+            if digest not in seen:
+                seen.add(digest)
+                distinct.append(output)
+        return distinct
 
     def size_check(self, garment_id: str, marketplaces: Sequence[str] = (),
                    aspect_ratios: Sequence[str] = ()) -> list[dict[str, Any]]:

@@ -178,7 +178,8 @@ def test_the_export_keeps_to_the_marketplace_photo_limit_and_to_starred_photos(s
     monkeypatch.setitem(presets.MARKETPLACES, "depop", dataclasses.replace(presets.MARKETPLACES["depop"],
                                                                            max_photos=2))
     garment = studio.upload_garment(small_photo(tmp_path, "a.jpg"))
-    outputs = [studio.generate(garment["id"], marketplaces=["depop"], wait=True)["outputs"][0] for _ in range(3)]
+    outputs = [studio.generate(garment["id"], marketplaces=["depop"], background=background, wait=True)["outputs"][0]
+               for background in ("white", "light grey", "cream")]
     with zipfile.ZipFile(studio.export_marketplace("depop", garment_ids=[garment["id"]], folder=tmp_path)) as zf:
         assert sorted(zf.namelist()) == ["listing.csv", "navy-t-shirt/navy-t-shirt-depop-1.jpg",
                                          "navy-t-shirt/navy-t-shirt-depop-2.jpg"]
@@ -186,6 +187,27 @@ def test_the_export_keeps_to_the_marketplace_photo_limit_and_to_starred_photos(s
     with zipfile.ZipFile(studio.export_marketplace("depop", favorites_only=True, folder=tmp_path)) as zf:
         assert zf.read("navy-t-shirt/navy-t-shirt-depop-1.jpg") == studio.file_path(outputs[2]["image_url"]).read_bytes()
         assert len(zf.namelist()) == 2
+
+
+def test_photos_made_twice_go_in_the_export_once_and_a_corrected_category_names_the_type(studio, tmp_path):
+    """Making the same photos again (same garment, shape and background) gives identical files: the listing
+    holds each image once. A seller's category makes the type seen meaningless; the sheet then says what the
+    title says ("jacket")."""
+    garment = studio.upload_garment(small_photo(tmp_path, "a.jpg"))
+    first = studio.generate(garment["id"], marketplaces=["ebay"], wait=True)["outputs"]
+    again = studio.generate(garment["id"], marketplaces=["ebay"], wait=True)["outputs"]
+    grey = studio.generate(garment["id"], marketplaces=["ebay"], background="light grey", wait=True)["outputs"]
+    assert studio.file_path(first[0]["image_url"]).read_bytes() == studio.file_path(again[0]["image_url"]).read_bytes()
+    studio.update_garment(garment["id"], category="outerwear")
+    with zipfile.ZipFile(studio.export_marketplace("ebay", folder=tmp_path)) as archive:
+        assert sorted(archive.namelist()) == ["listing.csv", "navy-jacket/navy-jacket-ebay-1.jpg",
+                                              "navy-jacket/navy-jacket-ebay-2.jpg"]
+        assert archive.read("navy-jacket/navy-jacket-ebay-2.jpg") == \
+            studio.file_path(grey[0]["image_url"]).read_bytes()
+        rows = list(csv.DictReader(io.StringIO(archive.read("listing.csv").decode())))
+    assert [(row["title"], row["category"], row["garment_type"]) for row in rows] == [
+        ("Navy Jacket", "outerwear", "jacket")]
+    assert studio.get_output(again[0]["id"])["download_count"] == 0  # not in the zip
 
 
 def test_an_export_without_photos_for_the_marketplace_says_what_to_do(studio, tmp_path):
