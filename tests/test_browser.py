@@ -188,6 +188,10 @@ def test_the_sellers_whole_flow_in_a_browser(browser_page, app_url, studio, tmp_
     expect(page.locator("#cutout img")).to_be_visible()
     expect(page.get_by_label("eBay", exact=True)).to_be_checked()  # a new seller's marketplace
     expect(page.get_by_text(re.compile("On-model photos .* need a GPU"))).to_have_count(1)  # one line, no dead cards
+    # the category, and the question when the studio is unsure, comes before the tap tools: on a phone, right
+    # after the picture and its note
+    top = "element => element.getBoundingClientRect().top"
+    assert page.locator("#category").evaluate(top) < page.get_by_label("Remove", exact=True).evaluate(top)
     assert not DEVELOPER_WORDS.search(page.locator("body").inner_text())
     stop = page.get_by_role("button", name="Stop", exact=True)
     expect(stop).to_be_hidden()  # nothing to stop yet

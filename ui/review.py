@@ -66,6 +66,10 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                                    height=380, buttons=["fullscreen"], elem_id="cutout")
             with gr.Column(min_width=320):
                 note = gr.Markdown()
+                # Before the tap tools, so that on a phone the question the studio asks when it is unsure comes
+                # right after the picture and its note.
+                category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips", elem_id="category")
+                confirm = gr.Button(visible=False, size="sm", elem_id="confirm-category")
                 mode = gr.Radio([ADD, REMOVE], value=REMOVE, label="A tap", elem_classes="chips")
                 with gr.Row():
                     undo = gr.Button("Undo", size="sm", min_width=80)
@@ -73,8 +77,6 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                     save_cutout = gr.Button("Save cut-out", size="sm", variant="primary", min_width=100)
                 title = gr.Textbox(label="Listing title", max_length=MAX_TITLE_LENGTH, elem_id="listing-title",
                                    info="Suggested from what we see; type your own and it stays.")
-                category = gr.Radio(list(CATEGORIES), label="Category", elem_classes="chips", elem_id="category")
-                confirm = gr.Button(visible=False, size="sm", elem_id="confirm-category")
                 with gr.Row(equal_height=True):
                     color_name = gr.Textbox(label="Colour", scale=3, min_width=120)
                     color_hex = gr.ColorPicker(label="Shade", scale=1, min_width=70)
