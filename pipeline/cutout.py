@@ -462,10 +462,10 @@ def refine_with_clicks(image: Image.Image, mask: np.ndarray,
     """`mask` (uint8, 255 = garment) after the seller's clicks, in order, as (x, y, label) in photo pixels:
     a garment click (label 1) adds the region around it, a background click (label 0) removes it. The region
     follows colour and stops at edges (`_ClickImage.click_region`), so it never spills across the garment's
-    border. Where regions overlap, the later click wins; the clicked pixel always takes the click's label.
-    A piece left apart from the garment goes (`_ClickImage.loose_pieces`) unless the seller tapped it, and the
-    tap did more than add a dot around itself (it found no edge, or only pixels like the background): such a dot
-    apart from the garment would float in every photo."""
+    border. Where regions overlap, the later click wins; the clicked pixel takes the click's label.
+    A piece left apart from the garment goes (`_ClickImage.loose_pieces`), tapped pixel and all, unless the
+    seller tapped it and the tap did more than add a dot around itself (it found no edge, or only pixels like the
+    background): such a dot apart from the garment would float in every photo."""
     if not len(points):
         return mask.copy()
     work = _ClickImage(image)

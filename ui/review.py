@@ -25,6 +25,7 @@ CUTOUT_VIEW, PHOTO_VIEW = "Cut-out", "Photo"
 STORED = {"title": "title", "category": "category", "color_name": "detected_color", "color_hex": "detected_color_hex",
           "secondary_color": "secondary_color", "pattern": "pattern"}
 ADD, REMOVE = "Add to garment", "Remove"
+CONFIRMATION_SECONDS = 4  # a confirmation toast covers the top of a phone's screen: gone before the next tap
 
 
 @dataclass
@@ -160,7 +161,7 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         if garment["status"] == "failed":
             gr.Warning(garment["error_message"])
         else:
-            gr.Info("Back to the automatic cut-out (saved).")
+            gr.Info("Back to the automatic cut-out (saved).", duration=CONFIRMATION_SECONDS)
         return show(studio, chosen_id)
 
     def on_save_cutout(chosen_id: str, points: list, request: gr.Request):
@@ -169,13 +170,13 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
             return left_as_it_is("Choose a garment in your closet first.")
         if not points:
             gr.Info("Nothing to save: the cut-out shown is the one your photos use. Tap the picture to add or "
-                    "remove a part first.")
+                    "remove a part first.", duration=CONFIRMATION_SECONDS)
             return [gr.skip()] * len(review.outputs)
         try:
             studio.refine_garment(chosen_id, points)
         except StudioError as error:
             return left_as_it_is(str(error))
-        gr.Info("Cut-out saved.")
+        gr.Info("Cut-out saved.", duration=CONFIRMATION_SECONDS)
         return show(studio, chosen_id)
 
     def edit(field: str) -> Callable:
