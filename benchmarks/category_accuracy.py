@@ -22,8 +22,9 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from pipeline.attributes import guess_category  # noqa: E402
-from pipeline.category_cnn import CLASSES, TrainedCategoryModel, to_tensor  # noqa: E402
-from train_category_model import CATEGORY_ORDER, evaluate  # noqa: E402
+from pipeline.category_cnn import CLASS_CATEGORY, CLASSES, TrainedCategoryModel, to_tensor  # noqa: E402
+from pipeline.category_model import CONFIDENT_FROM  # noqa: E402
+from train_category_model import CATEGORY_ORDER, evaluate, to_categories  # noqa: E402
 
 
 def heuristic_probabilities(masks: np.ndarray) -> torch.Tensor:
@@ -35,18 +36,39 @@ def heuristic_probabilities(masks: np.ndarray) -> torch.Tensor:
     return rows
 
 
+def when_the_page_asks(probabilities: torch.Tensor, labels: torch.Tensor) -> dict:
+    """At CONFIDENT_FROM: the photos whose category the page states and those it asks about, and how often each is
+    right; of the mistakes, how many offer the right answer as the second choice of the question."""
+    categories = to_categories(probabilities)
+    truth = torch.tensor([CATEGORY_ORDER.index(CLASS_CATEGORY[CLASSES[int(i)]]) for i in labels])
+    ranked = categories.argsort(dim=1, descending=True)
+    right = ranked[:, 0] == truth
+    stated = categories.max(dim=1).values >= CONFIDENT_FROM
+    wrong = ~right
+    return {"confident_from": CONFIDENT_FROM,
+            "stated": int(stated.sum()), "stated_right": round(float(right[stated].float().mean()), 3),
+            "asked": int((~stated).sum()), "asked_right": round(float(right[~stated].float().mean()), 3),
+            "mistakes": int(wrong.sum()), "mistakes_with_the_right_second_choice": int((ranked[wrong, 1] == truth[wrong]).sum())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("val", type=Path, help="the .npz written by scripts/category_data.py")
     args = parser.parse_args()
     data = np.load(args.val)
     labels = torch.from_numpy(data["labels"]).long()
-    model = TrainedCategoryModel.load().model
+    trained = TrainedCategoryModel.load()
+    if data["images"].shape[1] != trained.input_side:
+        raise SystemExit(f"{args.val} holds {data['images'].shape[1]} px squares; the model reads "
+                         f"{trained.input_side} px: run scripts/category_data.py with --side {trained.input_side}")
+    model = trained.model
     with torch.inference_mode():
-        logits = model(to_tensor(data["images"], data["masks"])) / model.temperature
+        logits = torch.cat([model(to_tensor(data["images"][i:i + 64])) for i in range(0, len(labels), 64)])
+        logits = logits / model.temperature
     report = {
         "categories": CATEGORY_ORDER,
         "trained": evaluate(torch.softmax(logits, dim=1), labels),
+        "trained_when_the_page_asks": when_the_page_asks(torch.softmax(logits, dim=1), labels),
         "heuristic": evaluate(heuristic_probabilities(data["masks"]), labels),
     }
     print(json.dumps(report, indent=2))

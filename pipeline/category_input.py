@@ -6,7 +6,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-INPUT_SIDE = 96
+INPUT_SIDE = 192
 MARGIN = 0.06  # of the garment's longer side, on each side
 
 

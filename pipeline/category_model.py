@@ -44,8 +44,8 @@ PROMPT_TEMPLATES: tuple[str, ...] = (
 )
 
 # Below this calibrated probability the page asks the seller ("Is this a top or a dress?") instead of stating the
-# category. On the 301 validation flat lays the trained model states 272 (95.6 % right) and asks about 29 (62 %
-# right); of its 23 mistakes, 13 have the right answer as the second choice offered (BENCHMARKS.md, "Category").
+# category. On the 301 validation flat lays the trained model states 290 (96.2 % right) and asks about 11 (64 %
+# right); of its 15 mistakes, 11 have the right answer as the second choice offered (BENCHMARKS.md, "Category").
 CONFIDENT_FROM = 0.7
 
 _CROP_MARGIN = 0.08       # of the mask's bounding box, on each side
@@ -319,7 +319,7 @@ def trained_prediction(image: Image.Image, mask: np.ndarray) -> CategoryPredicti
                               scores=answer.scores, garment_type=answer.garment_type[category])
 
 
-_TRAINED_MAX_SIDE = 320  # the model sees 96 px: only the garment's box is read from a 12 MP photo, reduced
+_TRAINED_MAX_SIDE = 320  # the model sees 192 px: only the garment's box is read from a 12 MP photo, reduced
 
 
 def _reduced(image: Image.Image, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

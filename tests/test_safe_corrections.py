@@ -253,11 +253,19 @@ def test_a_garment_tap_that_finds_no_edge_leaves_no_dot_floating_in_the_photos()
         assert np.array_equal(after > 0, truth)
 
 
+def belt_below_the_hem(truth: np.ndarray) -> np.ndarray:
+    """A strip 20 px high and 120 px wide, 9 px below the T-shirt's hem, centred under it."""
+    hem = int(np.flatnonzero(truth.any(axis=1)).max())
+    centre = int(np.flatnonzero(truth[hem]).mean())
+    belt = np.zeros_like(truth)
+    belt[hem + 10:hem + 30, centre - 60:centre + 60] = True
+    return belt
+
+
 def test_main_garment_drops_a_close_piece_unlike_the_garment():
     image, truth = garment_photo((WIDTH, HEIGHT))
     rgb = np.asarray(image).copy()
-    belt = np.zeros_like(truth)
-    belt[665:685, 240:360] = True  # 9 pixels below the hem
+    belt = belt_below_the_hem(truth)
     noise = np.random.default_rng(1).normal(0, 4, (np.count_nonzero(belt), 3))
     rgb[belt] = (np.array([31, 42, 68]) + noise).clip(0, 255)  # a belt of the T-shirt's navy cloth
     assert np.array_equal(main_garment(as_mask(truth | belt), rgb) > 0, truth | belt)
@@ -267,8 +275,7 @@ def test_main_garment_drops_a_close_piece_unlike_the_garment():
 
 def test_main_garment_keeps_a_belt_beside_it_and_drops_a_far_patch():
     _, truth = garment_photo((WIDTH, HEIGHT))
-    belt = np.zeros_like(truth)
-    belt[665:685, 240:360] = True  # 9 pixels below the hem
+    belt = belt_below_the_hem(truth)
     far = np.zeros_like(truth)
     far[20:60, 20:80] = True
     kept = main_garment(as_mask(truth | belt | far)) > 0
