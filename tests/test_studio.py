@@ -263,6 +263,23 @@ def test_clicks_refine_the_cut_out_and_are_stored(studio, photo_path):
     assert not studio.files.exists(garment["mask_image_url"])  # the replaced mask is gone
 
 
+def test_the_review_picture_and_its_note_share_one_refinement_per_tap(studio, photo_path, monkeypatch):
+    from ui.review import shown_mask
+
+    garment = studio.upload_garment(photo_path)
+    taps = [[300.0, 500.0, 0]]
+    expected = studio.preview_refinement(garment["id"], taps).mask
+    refinements = []
+    refine = studio.preview_refinement
+    monkeypatch.setattr(studio, "preview_refinement", lambda *args: refinements.append(args) or refine(*args))
+    mask = shown_mask(studio, garment["id"], taps)
+    assert refinements == []  # nothing is computed before the page needs it
+    assert np.array_equal(mask(), expected) and np.array_equal(mask(), expected)
+    assert len(refinements) == 1
+    stored = shown_mask(studio, garment["id"], [])()  # no taps: the stored cut-out, no refinement
+    assert np.array_equal(stored > 0, studio.garment_mask(garment["id"]) > 0) and len(refinements) == 1
+
+
 @pytest.mark.parametrize("points, message", [
     ([[10, 10]], "label"), ([[5000, 10, 1]], "outside"), ([[10, 10, 7]], "label"), ([["a", 1, 1]], "label"),
 ])

@@ -3,6 +3,7 @@ category, colours and pattern, each editable."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,6 +58,14 @@ class Review:
                 self.pattern]
 
 
+
+def shown_mask(studio: Studio, chosen_id: str, points: list) -> Callable[[], np.ndarray]:
+    """The cut-out the page shows (what the taps would give, or the stored one), computed at its first use only:
+    the picture and its note share it, since refining a big photo takes a while."""
+    def compute() -> np.ndarray:
+        return studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
+    return functools.cache(compute)
+
 def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
     with gr.Column(visible=False) as section:
         gr.Markdown("### 2 · Check the cut-out", elem_classes="step-title")
@@ -87,19 +96,20 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
     review = Review(section, view, picture, note, clicks, category, color_name, color_hex, secondary_color, pattern,
                     title, confirm)
 
-    def picture_of(studio: Studio, chosen_id: str, shown: str, points: list) -> str | None:
+    def picture_of(studio: Studio, chosen_id: str, shown: str, points: list,
+                   mask: Callable[[], np.ndarray] | None = None) -> str | None:
         garment = studio.get_garment(chosen_id)
         image = studio.garment_image(chosen_id)
         if shown == PHOTO_VIEW or not garment["mask_image_url"]:
             return ctx.served.preview(studio.owner_id, chosen_id, thumbnail(image), "photo")
-        mask = studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
-        return ctx.served.preview(studio.owner_id, chosen_id, cutout_preview(image, mask, points=points), "cut-out")
+        mask = mask or shown_mask(studio, chosen_id, points)
+        return ctx.served.preview(studio.owner_id, chosen_id, cutout_preview(image, mask(), points=points), "cut-out")
 
-    def note_for(studio: Studio, chosen_id: str, points: list) -> str:
+    def note_for(studio: Studio, chosen_id: str, points: list, mask: Callable[[], np.ndarray] | None = None) -> str:
         garment = studio.get_garment(chosen_id)
         if garment["status"] == "failed":
             return f"**The cut-out failed:** {garment['error_message']} Tap the garment in *{ADD}* mode."
-        mask = studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
+        mask = (mask or shown_mask(studio, chosen_id, points))()
         strays = len(stray_regions(mask))
         lines = [f"⚠ **{strays} loose piece{'s' if strays > 1 else ''}** boxed in magenta: tap {'them' if strays > 1 else 'it'}"
                  f" in *{REMOVE}* mode if not part of the garment." if strays else
@@ -120,8 +130,9 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                     "", None)
         garment = studio.get_garment(chosen_id)
         points = points or []
-        return (gr.Column(visible=True), shown, picture_of(studio, chosen_id, shown, points),
-                note_for(studio, chosen_id, points), points, *attribute_values(garment))
+        mask = shown_mask(studio, chosen_id, points)
+        return (gr.Column(visible=True), shown, picture_of(studio, chosen_id, shown, points, mask),
+                note_for(studio, chosen_id, points, mask), points, *attribute_values(garment))
 
     review.show = show
 
@@ -138,15 +149,17 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         x = min(event.index[0] / scale, garment["width"] - 1)
         y = min(event.index[1] / scale, garment["height"] - 1)
         points = [*points, [round(x, 1), round(y, 1), 1 if tap_mode == ADD else 0]]
-        return (picture_of(studio, chosen_id, CUTOUT_VIEW, points), note_for(studio, chosen_id, points), points,
-                CUTOUT_VIEW)
+        mask = shown_mask(studio, chosen_id, points)
+        return (picture_of(studio, chosen_id, CUTOUT_VIEW, points, mask), note_for(studio, chosen_id, points, mask),
+                points, CUTOUT_VIEW)
 
     def on_undo(chosen_id: str, points: list, request: gr.Request):
         studio = ctx.studio_for(request)
         points = points[:-1]
         if not chosen_id:
             return None, "", []
-        return picture_of(studio, chosen_id, CUTOUT_VIEW, points), note_for(studio, chosen_id, points), points
+        mask = shown_mask(studio, chosen_id, points)
+        return picture_of(studio, chosen_id, CUTOUT_VIEW, points, mask), note_for(studio, chosen_id, points, mask), points
 
     def left_as_it_is(message: str) -> list:
         """A toast, and the panel as it was: an error raised here would cover every field with an error badge."""
