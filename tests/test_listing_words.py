@@ -14,7 +14,7 @@ from pipeline.listing import MAX_TITLE_LENGTH, clean_title, suggest_title
 from pipeline.pattern import detect_pattern, parse_pattern
 from pipeline.reading import read_garment
 from pipeline.studio import Studio
-from ui.common import category_question
+from ui.common import category_question, garment_caption
 
 
 def garment_on(surround_rgb, garment_rgb, light=(1.0, 1.0, 1.0), size=(600, 800), seed=0):
@@ -134,6 +134,11 @@ def test_the_page_asks_when_the_category_is_uncertain():
     assert category_question(unsure) == "Is this a dress or a top?"
     assert category_question({**unsure, "category_confidence": 0.93}) == "Category"
     assert category_question({**unsure, "category_source": "user"}) == "Category"
+    # The closet's caption asks first: a phone's narrow tile cuts the end of "Navy Floral Long-Sleeve Midi ..."
+    titled = {**unsure, "status": "segmented", "title": "Navy Floral Long-Sleeve Midi Dress", "detected_color": "navy"}
+    assert garment_caption(titled) == "dress? · Navy Floral Long-Sleeve Midi Dress"
+    assert garment_caption({**titled, "category_confidence": 0.93}) == "Navy Floral Long-Sleeve Midi Dress"
+    assert garment_caption({**titled, "title": None}) == "Dress? · navy"
 
 
 # -- stored, editable, kept -----------------------------------------------------------------------------

@@ -80,11 +80,11 @@ def garment_caption(garment: dict) -> str:
     """One line under a closet thumbnail: category and colour, or what went wrong."""
     if garment["status"] == "failed":
         return "⚠ cut-out failed: tap to fix"
-    check = f" · {garment['category']}?" if category_is_uncertain(garment) else ""  # the review asks which
-    if garment.get("title"):
-        return f"{garment['title']}{check}"
+    uncertain = category_is_uncertain(garment)  # the review asks which; the cue comes first, as a phone's
+    if garment.get("title"):                     # narrow tile cuts the end of a long caption
+        return f"{garment['category']}? · {garment['title']}" if uncertain else garment["title"]
     category = (garment.get("category") or "garment").capitalize()
-    return f"{category}{check} · {garment.get('detected_color') or 'colour?'}"
+    return f"{category}{'?' if uncertain else ''} · {garment.get('detected_color') or 'colour?'}"
 
 
 def output_caption(output: dict) -> str:
