@@ -48,7 +48,8 @@ def when_the_page_asks(probabilities: torch.Tensor, labels: torch.Tensor) -> dic
     return {"confident_from": CONFIDENT_FROM,
             "stated": int(stated.sum()), "stated_right": round(float(right[stated].float().mean()), 3),
             "asked": int((~stated).sum()), "asked_right": round(float(right[~stated].float().mean()), 3),
-            "mistakes": int(wrong.sum()), "mistakes_with_the_right_second_choice": int((ranked[wrong, 1] == truth[wrong]).sum())}
+            "mistakes": int(wrong.sum()),
+            "mistakes_with_the_right_second_choice": int((ranked[wrong, 1] == truth[wrong]).sum())}
 
 
 def main() -> None:
@@ -64,11 +65,11 @@ def main() -> None:
     model = trained.model
     with torch.inference_mode():
         logits = torch.cat([model(to_tensor(data["images"][i:i + 64])) for i in range(0, len(labels), 64)])
-        logits = logits / model.temperature
+    probabilities = torch.softmax(logits / model.temperature, dim=1)
     report = {
         "categories": CATEGORY_ORDER,
-        "trained": evaluate(torch.softmax(logits, dim=1), labels),
-        "trained_when_the_page_asks": when_the_page_asks(torch.softmax(logits, dim=1), labels),
+        "trained": evaluate(probabilities, labels),
+        "trained_when_the_page_asks": when_the_page_asks(probabilities, labels),
         "heuristic": evaluate(heuristic_probabilities(data["masks"]), labels),
     }
     print(json.dumps(report, indent=2))

@@ -2,10 +2,10 @@
 
 It is trained by `scripts/train_category_model.py`, from ImageNet weights, on the flat-lay photos of
 `flatlay-train` (CC0); its weights ship with the code (`pipeline/models/category_cnn.safetensors`, 4.6 MB, model
-card beside it) and it runs on the CPU with torch, with no download. It predicts the 8 garment classes of the dataset; a category's probability is the sum
-of its classes' (dress -> dress; outwear -> outerwear; pants, shorts, skirt -> bottom; shirt, longsleeve,
-t-shirt -> top), after temperature scaling fitted on held-out training photos, so that a 0.8 means right about
-8 times in 10.
+card beside it) and it runs on the CPU with torch, with no download. It predicts the 8 garment classes of the
+dataset; a category's probability is the sum of its classes' (dress -> dress; outwear -> outerwear; pants, shorts,
+skirt -> bottom; shirt, longsleeve, t-shirt -> top), after temperature scaling fitted on held-out training
+photos, so that a 0.8 means right about 8 times in 10.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ CLASS_CATEGORY = {"dress": "dress", "outwear": "outerwear", "pants": "bottom", "
 # What a listing calls a garment of each class.
 CLASS_GARMENT_TYPE = {"dress": "dress", "outwear": "jacket", "pants": "trousers", "shorts": "shorts",
                       "skirt": "skirt", "shirt": "shirt", "longsleeve": "long-sleeve top", "t-shirt": "t-shirt"}
+
+
 class CategoryCNN(nn.Module):
     """MobileNetV2's features (started from ImageNet, see `pipeline/mobilenet_v2.py`), global average pooling,
     dropout and a linear layer over the classes; the fitted temperature travels with the weights."""

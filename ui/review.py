@@ -58,13 +58,13 @@ class Review:
                 self.pattern]
 
 
-
 def shown_mask(studio: Studio, chosen_id: str, points: list) -> Callable[[], np.ndarray]:
     """The cut-out the page shows (what the taps would give, or the stored one), computed at its first use only:
     the picture and its note share it, since refining a big photo takes a while."""
     def compute() -> np.ndarray:
         return studio.preview_refinement(chosen_id, points).mask if points else studio.garment_mask(chosen_id)
     return functools.cache(compute)
+
 
 def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
     with gr.Column(visible=False) as section:
@@ -97,24 +97,22 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
                     title, confirm)
 
     def picture_of(studio: Studio, chosen_id: str, shown: str, points: list,
-                   mask: Callable[[], np.ndarray] | None = None) -> str | None:
+                   mask: Callable[[], np.ndarray]) -> str | None:
         garment = studio.get_garment(chosen_id)
         image = studio.garment_image(chosen_id)
         if shown == PHOTO_VIEW or not garment["mask_image_url"]:
             return ctx.served.preview(studio.owner_id, chosen_id, thumbnail(image), "photo")
-        mask = mask or shown_mask(studio, chosen_id, points)
         return ctx.served.preview(studio.owner_id, chosen_id, cutout_preview(image, mask(), points=points), "cut-out")
 
-    def note_for(studio: Studio, chosen_id: str, points: list, mask: Callable[[], np.ndarray] | None = None) -> str:
+    def note_for(studio: Studio, chosen_id: str, points: list, mask: Callable[[], np.ndarray]) -> str:
         garment = studio.get_garment(chosen_id)
         if garment["status"] == "failed":
             return f"**The cut-out failed:** {garment['error_message']} Tap the garment in *{ADD}* mode."
-        mask = (mask or shown_mask(studio, chosen_id, points))()
-        strays = len(stray_regions(mask))
+        strays = len(stray_regions(mask()))
         lines = [f"⚠ **{strays} loose piece{'s' if strays > 1 else ''}** boxed in magenta: tap {'them' if strays > 1 else 'it'}"
                  f" in *{REMOVE}* mode if not part of the garment." if strays else
                  "What you see is what goes in your photos. Tap the picture to add or remove a part."]
-        missed = taps_that_added_nothing(mask, points)
+        missed = taps_that_added_nothing(mask(), points)
         if missed:
             lines.append(f"{missed} tap{'s' if missed > 1 else ''} in *{ADD}* mode found no part joined to the "
                          "garment there. Tap where the missing part meets the garment.")
@@ -138,7 +136,9 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
 
     def on_view(chosen_id: str, shown: str, points: list, request: gr.Request):
         studio = ctx.studio_for(request)
-        return picture_of(studio, chosen_id, shown, points) if chosen_id else None
+        if not chosen_id:
+            return None
+        return picture_of(studio, chosen_id, shown, points, shown_mask(studio, chosen_id, points))
 
     def on_tap(chosen_id: str, points: list, tap_mode: str, shown: str, event: gr.SelectData, request: gr.Request):
         studio = ctx.studio_for(request)
@@ -159,7 +159,8 @@ def build_review(ctx: UIContext, garment_id: gr.State) -> Review:
         if not chosen_id:
             return None, "", []
         mask = shown_mask(studio, chosen_id, points)
-        return picture_of(studio, chosen_id, CUTOUT_VIEW, points, mask), note_for(studio, chosen_id, points, mask), points
+        return (picture_of(studio, chosen_id, CUTOUT_VIEW, points, mask), note_for(studio, chosen_id, points, mask),
+                points)
 
     def left_as_it_is(message: str) -> list:
         """A toast, and the panel as it was: an error raised here would cover every field with an error badge."""
