@@ -28,8 +28,11 @@ So, at the classic working size, the network's mask is the base and the classic 
    (the clips and bar of a clip hanger gripping a waistband, the wall seen through a collar beside a hanger's
    neck), and a clip hanger's bar lying along the waistband;
 7. the garment network (`pipeline.garment_net`), trained on the masks of steps 1-6, where it is sure and
-   disagrees in a large piece: such a piece of the mask it calls background goes (a sheet or floor patch kept),
-   such a piece it calls garment beside the mask comes in (a sleeve, cuff or hood both models lost);
+   disagrees in a large piece: such a piece of the mask it calls background goes when it looks like the
+   surroundings (a sheet or floor patch kept), unless U-2-Net-p calls it garment and it has the garment's colour;
+   such a piece it calls garment beside the mask comes in (a sleeve, cuff or hem both models lost) unless it is a
+   smaller piece like the floor or, on a hanger, touches what steps 5-6 removed or rises above the garment. Not on
+   a plain studio backdrop, where the classic model is exact;
 8. enclosed holes filled unless they look like the background, and `main_garment`, so that no floating piece
    remains.
 """

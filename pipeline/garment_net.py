@@ -6,8 +6,9 @@ MobileNetV2's features (started from the category model's, which started from Im
 garment probability at a quarter of the input's side. It was trained by `scripts/train_garment_net.py` on the
 2,747 `flatlay-train` photos (CC0) with the fused cut-out's masks as its labels. A network trained on another
 model's masks learns what most of them agree on: on the validation flat lays it gives back sleeves, cuffs and
-hoods that cut-out lost on a bed of their colour, and leaves out a sheet that cut-out kept. The fusion uses it
-only where it is sure and disagrees in a large piece (see `correct_with_garment_net`).
+hems that cut-out lost on a bed of their colour, and leaves out floor patches that cut-out kept. The fusion uses it
+only where it is sure and disagrees in a large piece, and as far as the colours allow (step 7 of
+`pipeline/fusion.py`).
 
 The weights ship with the code (`pipeline/models/garment_net.safetensors`, model card beside it); torch runs them
 on the CPU with no download. Without the file the fused cut-out runs as it did before the network existed.

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.category_input import INPUT_SIDE, garment_square  # noqa: E402
 from pipeline.cutout import WORK_SIDE, _downscale  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
-from pipeline.fusion import fuse_small  # noqa: E402
+from pipeline.fusion import fuse_small, garment_probability_of  # noqa: E402
 from pipeline.u2net import probability_map  # noqa: E402
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
@@ -36,11 +36,12 @@ def photos(folder: Path) -> list[tuple[Path, str]]:
             for path in sorted(class_folder.iterdir()) if path.suffix.lower() in SUFFIXES]
 
 
-def prepare(path: Path, side: int = INPUT_SIDE) -> tuple[np.ndarray, np.ndarray] | None:
+def prepare(path: Path, side: int = INPUT_SIDE, garment_net: bool = True) -> tuple[np.ndarray, np.ndarray] | None:
     with Image.open(path) as opened:
         small = _downscale(opened.convert("RGB"), WORK_SIDE)
     try:
-        mask = fuse_small(small, probability_map(Image.fromarray(small)))
+        garment = garment_probability_of(small) if garment_net else None
+        mask = fuse_small(small, probability_map(Image.fromarray(small)), garment)
     except SegmentationError:
         return None
     return garment_square(small, mask, side)
@@ -52,11 +53,15 @@ def main() -> None:
     parser.add_argument("out", type=Path, help="the .npz to write")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--side", type=int, default=INPUT_SIDE, help="the garment square's side in pixels")
+    parser.add_argument("--no-garment-net", dest="garment_net", action="store_false",
+                        help="cut out without the garment network, as for the committed category model (trained "
+                             "before that network existed)")
     args = parser.parse_args()
     listed = photos(args.dataset)
     classes = sorted({name for _, name in listed})
     with ProcessPoolExecutor(args.workers) as pool:
-        prepared = list(pool.map(prepare, [path for path, _ in listed], [args.side] * len(listed), chunksize=8))
+        prepared = list(pool.map(prepare, [path for path, _ in listed], [args.side] * len(listed),
+                                 [args.garment_net] * len(listed), chunksize=8))
     kept = [(item, path, name) for item, (path, name) in zip(prepared, listed) if item is not None]
     for item, (path, _) in zip(prepared, listed):
         if item is None:

