@@ -52,6 +52,9 @@ class Batches:
 
     def __init__(self, path: Path) -> None:
         data = np.load(path)
+        missing = {"images", "masks", "sizes"} - set(data.files)
+        if missing:
+            raise SystemExit(f"{path} has no {', '.join(sorted(missing))}: make it with scripts/garment_net_data.py")
         self.images = torch.from_numpy(data["images"]).permute(0, 3, 1, 2).contiguous()
         self.labels = torch.from_numpy((data["masks"] > 127).astype(np.uint8))[:, None]
         self.sizes = data["sizes"]

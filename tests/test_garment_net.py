@@ -147,3 +147,13 @@ def test_on_a_plain_studio_backdrop_the_network_is_not_asked():
     assert fusion._plain_backdrop(photo) and not fusion._plain_backdrop(tee_on_floor()[0])
     network = as_map(truth)
     assert np.array_equal(fusion.fuse_small(photo, network, wrong), fusion.fuse_small(photo, network))
+
+
+def test_the_training_script_names_the_right_data_when_given_the_wrong_file(tmp_path):
+    wrong = tmp_path / "category.npz"
+    np.savez(wrong, images=np.zeros((1, 32, 32, 3), np.uint8), labels=np.zeros(1, np.int64))
+    run = subprocess.run([sys.executable, "scripts/train_garment_net.py", str(wrong), "--out",
+                          str(tmp_path / "out.safetensors")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "masks, sizes" in run.stderr and "garment_net_data.py" in run.stderr
+    assert not (tmp_path / "out.safetensors").exists()
