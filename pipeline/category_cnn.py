@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from pipeline.category_input import INPUT_SIDE, garment_square
+from pipeline.committed_weights import load_committed
 from pipeline.errors import BackendUnavailableError
 from pipeline.mobilenet_v2 import FEATURES, IMAGENET_MEAN, IMAGENET_STD, STRIDE, MobileNetV2Features
 
@@ -90,18 +91,11 @@ class TrainedCategoryModel:
     def load(cls, path: Path | None = None) -> "TrainedCategoryModel":
         """The model in `path` (default: the committed WEIGHTS_PATH); BackendUnavailableError if unusable."""
         path = path or WEIGHTS_PATH
-        try:
-            from safetensors.torch import load_file
-        except ImportError as error:
-            raise BackendUnavailableError(f"safetensors is not installed: {error}") from None
-        if not path.is_file():
-            raise BackendUnavailableError(f"The trained category model {path.name} is missing; reinstall the studio.")
         model = CategoryCNN()
+        load_committed(model, path, "The trained category model")
         try:
-            model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
-                                   for name, tensor in load_file(str(path)).items()})
             input_side = _input_side(path)
-        except Exception as error:  # a damaged or foreign file: one sentence, not a traceback
+        except ValueError as error:
             raise BackendUnavailableError(f"The trained category model {path.name} cannot be read: {error}") from None
         return cls(model, path.name, input_side)
 

@@ -85,7 +85,8 @@ def cut_out_fused(image: Image.Image) -> np.ndarray:
     # The network reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than
     # the whole cut-out.
     probability = probability_map(Image.fromarray(small))
-    return cutout._upscale_mask(fuse_small(small, probability, garment_probability_of(small)), (height, width))
+    garment = None if _plain_backdrop(small) else garment_probability_of(small)  # step 7 skips a plain backdrop
+    return cutout._upscale_mask(fuse_small(small, probability, garment), (height, width))
 
 
 def garment_probability_of(rgb: np.ndarray) -> np.ndarray | None:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.category_cnn import normalise
+from pipeline.committed_weights import load_committed
 from pipeline.errors import BackendUnavailableError
 from pipeline.mobilenet_v2 import STRIDE, MobileNetV2Features
 
@@ -96,17 +97,8 @@ class TrainedGarmentNet:
     @classmethod
     def load(cls, path: Path | None = None) -> "TrainedGarmentNet":
         """The network in `path` (default: the committed WEIGHTS_PATH); BackendUnavailableError if unusable."""
-        path = path or WEIGHTS_PATH
-        if not path.is_file():
-            raise BackendUnavailableError(f"The garment network {path.name} is missing; reinstall the studio.")
-        from safetensors.torch import load_file
-
         model = GarmentNet()
-        try:
-            model.load_state_dict({name: tensor.float() if tensor.is_floating_point() else tensor
-                                   for name, tensor in load_file(str(path)).items()})
-        except Exception as error:  # a damaged or foreign file: one sentence, not a traceback
-            raise BackendUnavailableError(f"The garment network {path.name} cannot be read: {error}") from None
+        load_committed(model, path or WEIGHTS_PATH, "The garment network")
         return cls(model)
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
