@@ -85,13 +85,13 @@ def cut_out_fused(image: Image.Image) -> np.ndarray:
     # The network reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than
     # the whole cut-out.
     probability = probability_map(Image.fromarray(small))
-    garment = None if _plain_backdrop(small) else garment_probability_of(small)  # step 7 skips a plain backdrop
-    return cutout._upscale_mask(fuse_small(small, probability, garment), (height, width))
+    return cutout._upscale_mask(fuse_small(small, probability, garment_probability_of(small)), (height, width))
 
 
 def garment_probability_of(rgb: np.ndarray) -> np.ndarray | None:
-    """The garment network's map of an RGB image, or None where its weights are missing."""
-    network = garment_net()
+    """The garment network's map of an RGB image at working size, or None where step 7 would not use it: its
+    weights are missing, or the photo is on a plain backdrop (`_plain_backdrop`)."""
+    network = None if _plain_backdrop(rgb) else garment_net()
     return None if network is None else network.probability(rgb)
 
 

@@ -147,6 +147,25 @@ def test_on_a_plain_studio_backdrop_the_network_is_not_asked():
     assert fusion._plain_backdrop(photo) and not fusion._plain_backdrop(tee_on_floor()[0])
     network = as_map(truth)
     assert np.array_equal(fusion.fuse_small(photo, network, wrong), fusion.fuse_small(photo, network))
+    assert fusion.garment_probability_of(photo) is None
+    assert fusion.garment_probability_of(tee_on_floor()[0]) is not None
+
+
+@pytest.mark.parametrize("flag", [[], ["--with-garment-net"]])
+def test_the_data_script_stores_each_photo_with_the_studios_mask(tmp_path, flag):
+    """The labels of the first round (no network) and of a second one (the studio's cut-out, step 7 and all)."""
+    photo, truth = tee_on_floor()
+    (tmp_path / "photos" / "t-shirt").mkdir(parents=True)
+    Image.fromarray(photo).save(tmp_path / "photos" / "t-shirt" / "tee.png")
+    out = tmp_path / "train.npz"
+    run = subprocess.run([sys.executable, "scripts/garment_net_data.py", str(tmp_path / "photos"), str(out),
+                          "--workers", "1", *flag], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    data = np.load(out)
+    assert data["images"].shape == (1, 320, 320, 3) and list(data["files"]) == ["t-shirt/tee.png"]
+    height, width = data["sizes"][0]
+    assert (height, width) == (HEIGHT, WIDTH) and not data["masks"][0][HEIGHT:].any()
+    assert iou(data["masks"][0][:HEIGHT, :WIDTH], truth) > 0.95
 
 
 def test_the_training_script_names_the_right_data_when_given_the_wrong_file(tmp_path):
