@@ -45,7 +45,7 @@ from PIL import Image
 
 from pipeline import cutout
 from pipeline.errors import SegmentationError
-from pipeline.garment_net import garment_net
+from pipeline.garment_net import TrainedGarmentNet, garment_net
 from pipeline.u2net import probability_map
 
 NETWORK_GARMENT = 0.5  # the network's own threshold (rembg's)
@@ -88,10 +88,13 @@ def cut_out_fused(image: Image.Image) -> np.ndarray:
     return cutout._upscale_mask(fuse_small(small, probability, garment_probability_of(small)), (height, width))
 
 
-def garment_probability_of(rgb: np.ndarray) -> np.ndarray | None:
-    """The garment network's map of an RGB image at working size, or None where step 7 would not use it: its
-    weights are missing, or the photo is on a plain backdrop (`_plain_backdrop`)."""
-    network = None if _plain_backdrop(rgb) else garment_net()
+def garment_probability_of(rgb: np.ndarray, network: TrainedGarmentNet | None = None) -> np.ndarray | None:
+    """The garment network's map of an RGB image at working size (`network`, or else the committed one), or None
+    where step 7 would not use it: the weights are missing, or the photo is on a plain backdrop
+    (`_plain_backdrop`)."""
+    if _plain_backdrop(rgb):
+        return None
+    network = network or garment_net()
     return None if network is None else network.probability(rgb)
 
 
