@@ -23,7 +23,9 @@ So, at the classic working size, the network's mask is the base and the classic 
    and the body); where they disagree widely (a busy rug) the classic model has gone astray and takes nothing;
 4. thin network-only parts in the top band of the classic garment or above it lose the pixels unlike the
    garment's main colours (a hanger's bar, clips and hook), unless they are a pair of straps;
-5. the classic clean-up: hanger bar and hook, and small bumps of a hanger's colour on the top edge;
+5. the classic clean-up: hanger bar and hook, and small bumps of a hanger's colour on the top edge; a part the
+   bar and hook rules took off comes back where the garment network is sure of it (a turtleneck's collar or the
+   back of a neckline rises above a garment as a hook does);
 6. what is left of a hanger whose hook or bar was cut off: the regions of its colour at the top of the garment
    (the clips and bar of a clip hanger gripping a waistband, the wall seen through a collar beside a hanger's
    neck), and a clip hanger's bar lying along the waistband;
@@ -53,6 +55,7 @@ GARMENT_NET_BACKGROUND = 0.15  # the garment network is sure of background below
 GARMENT_NET_GARMENT = 0.85  # of garment above this one,
 GARMENT_NET_PART_SHARE = 0.01  # and a disagreement counts when larger than this share of the garment
 GARMENT_NET_LIKE_SURROUNDINGS = 0.5  # background kept is within this many sigmas of the surroundings' spread
+GARMENT_NET_SURE_OF_HANGER_PART = 0.95  # a part the hanger steps took off comes back at this mean probability
 GARMENT_NET_LARGE_SHARE = 0.5  # a lost part this large is never taken for a floor wedge
 PLAIN_BACKDROP_SHARE = 0.8  # a photo whose border is this share within ... (product shots: 0.89-0.99;
 PLAIN_BACKDROP_LEVELS = 6  # ... this many levels of its median colour is on a plain backdrop; flat lays: < 0.6)
@@ -114,7 +117,7 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
     if not mask.any():
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
     before_hanger_steps = mask
-    without_hanger = cutout.remove_hanger(mask)
+    without_hanger = _keep_sure_garment(mask, cutout.remove_hanger(mask), garment_probability)
     on_a_hanger = np.count_nonzero(without_hanger) < np.count_nonzero(mask)
     mask = _remove_unlike_bumps(rgb, without_hanger, on_a_hanger)
     mask = _remove_hanger_remains(rgb, mask, _cut_hanger(probability, mask, classic), classic.distance)
@@ -127,6 +130,22 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
     return mask
+
+
+def _keep_sure_garment(mask: np.ndarray, trimmed: np.ndarray, garment: np.ndarray | None) -> np.ndarray:
+    """`trimmed` (the mask after the hanger steps' shape rules) with the parts they took off back where the
+    garment network is sure they are garment: a turtleneck's collar, a hood, a strap, the back of a neckline
+    rise above a garment as a hook does."""
+    if garment is None:
+        return trimmed
+    removed = (mask > 0) & (trimmed == 0)
+    count, labels = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    kept = trimmed.copy()
+    for index in range(1, count):
+        part = labels == index
+        if garment[part].mean() >= GARMENT_NET_SURE_OF_HANGER_PART:
+            kept[part] = 255
+    return kept
 
 
 def _correct_with_garment_net(rgb: np.ndarray, mask: np.ndarray, garment: np.ndarray, network: np.ndarray,

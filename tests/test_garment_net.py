@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline import fusion, garment_net
+from pipeline import cutout, fusion, garment_net
 from pipeline.errors import BackendUnavailableError
 from pipeline.garment_net import WEIGHTS_PATH, TrainedGarmentNet
 from tests.test_cutout import PANTS, T_SHIRT, iou, paint, polygon_mask, wood_floor
@@ -112,6 +112,23 @@ def test_on_a_hanger_what_the_hanger_steps_removed_does_not_come_back():
     # the same part on a garment that hung on nothing is a piece the mask lost, and comes in
     taken_in = fusion._correct_with_garment_net(photo, truth, seen, seen, None)
     assert taken_in[clip > 0].all()
+
+
+def test_a_collar_the_hanger_steps_take_for_a_hook_comes_back_where_the_network_is_sure():
+    truth = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
+    collar = np.zeros_like(truth)
+    collar[int(0.08 * HEIGHT):int(0.19 * HEIGHT), int(0.46 * WIDTH):int(0.54 * WIDTH)] = 255  # a turtleneck's
+    garment = np.maximum(truth, collar)
+    photo = paint(wood_floor(WIDTH, HEIGHT), garment, (40, 60, 160))
+    above_the_body = collar.copy()
+    above_the_body[int(0.15 * HEIGHT):] = 0  # its base may merge with the neckline
+    assert not cutout.remove_hanger(garment)[above_the_body > 0].any()  # the shape rule alone takes it for a hook
+    sure = fusion.fuse_small(photo, as_map(garment), as_map(garment))
+    # back, less a pixel or two of its outline that the classic model rounds
+    assert np.count_nonzero(sure[above_the_body > 0]) > 0.6 * np.count_nonzero(above_the_body)
+    # where the network sees background, as on a real hook, it stays out
+    unsure = fusion.fuse_small(photo, as_map(garment), as_map(truth))
+    assert not unsure[above_the_body > 0].any()
 
 
 def test_the_training_script_writes_weights_the_studio_loads(tmp_path):
