@@ -55,7 +55,8 @@ GARMENT_NET_BACKGROUND = 0.15  # the garment network is sure of background below
 GARMENT_NET_GARMENT = 0.85  # of garment above this one,
 GARMENT_NET_PART_SHARE = 0.01  # and a disagreement counts when larger than this share of the garment
 GARMENT_NET_LIKE_SURROUNDINGS = 0.5  # background kept is within this many sigmas of the surroundings' spread
-GARMENT_NET_SURE_OF_HANGER_PART = 0.95  # a part the hanger steps took off comes back at this mean probability
+GARMENT_NET_SURE_OF_HANGER_PART = 0.95  # a part the hanger steps took off comes back at this mean probability,
+GARMENT_NET_LEANS_TO_GARMENT = 0.5  # or at this one when it has the garment's colour and no hanger bar was found
 GARMENT_NET_LARGE_SHARE = 0.5  # a lost part this large is never taken for a floor wedge
 PLAIN_BACKDROP_SHARE = 0.8  # a photo whose border is this share within ... (product shots: 0.89-0.99;
 PLAIN_BACKDROP_LEVELS = 6  # ... this many levels of its median colour is on a plain backdrop; flat lays: < 0.6)
@@ -117,7 +118,7 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
     if not mask.any():
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
     before_hanger_steps = mask
-    without_hanger = _keep_sure_garment(mask, cutout.remove_hanger(mask), garment_probability)
+    without_hanger = _keep_garment_taken_for_a_hook(rgb, mask, cutout.remove_hanger(mask), garment_probability)
     on_a_hanger = np.count_nonzero(without_hanger) < np.count_nonzero(mask)
     mask = _remove_unlike_bumps(rgb, without_hanger, on_a_hanger)
     mask = _remove_hanger_remains(rgb, mask, _cut_hanger(probability, mask, classic), classic.distance)
@@ -132,18 +133,28 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
     return mask
 
 
-def _keep_sure_garment(mask: np.ndarray, trimmed: np.ndarray, garment: np.ndarray | None) -> np.ndarray:
+def _keep_garment_taken_for_a_hook(rgb: np.ndarray, mask: np.ndarray, trimmed: np.ndarray,
+                                   garment: np.ndarray | None) -> np.ndarray:
     """`trimmed` (the mask after the hanger steps' shape rules) with the parts they took off back where the
-    garment network is sure they are garment: a turtleneck's collar, a hood, a strap, the back of a neckline
-    rise above a garment as a hook does."""
+    garment network says they are garment: a turtleneck's collar, a strap, lace trims or the back of a neckline
+    rise above a garment as a hook does. A part comes back where the network is sure of it, or where it leans to
+    garment and the part has the garment's colour, unless a hanger's bar was found (then what rises is its
+    hook or clips, which the network half takes for a waistband)."""
     if garment is None:
         return trimmed
     removed = (mask > 0) & (trimmed == 0)
     count, labels = cv2.connectedComponents(removed.astype(np.uint8), connectivity=8)
+    if count < 2:
+        return trimmed
+    no_bar = np.array_equal(cutout._remove_hanger_bar(mask), mask)
+    distance = _colours_below_top_band(rgb, trimmed) if no_bar else None
     kept = trimmed.copy()
     for index in range(1, count):
         part = labels == index
-        if garment[part].mean() >= GARMENT_NET_SURE_OF_HANGER_PART:
+        belief = float(garment[part].mean())
+        leaning = (distance is not None and belief >= GARMENT_NET_LEANS_TO_GARMENT
+                   and np.median(distance[part]) < cutout.GARMENT_LIKE_SIGMAS)
+        if belief >= GARMENT_NET_SURE_OF_HANGER_PART or leaning:
             kept[part] = 255
     return kept
 

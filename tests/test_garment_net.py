@@ -114,7 +114,7 @@ def test_on_a_hanger_what_the_hanger_steps_removed_does_not_come_back():
     assert taken_in[clip > 0].all()
 
 
-def test_a_collar_the_hanger_steps_take_for_a_hook_comes_back_where_the_network_is_sure():
+def test_a_collar_the_hanger_steps_take_for_a_hook_comes_back_where_the_network_says_garment():
     truth = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
     collar = np.zeros_like(truth)
     collar[int(0.08 * HEIGHT):int(0.19 * HEIGHT), int(0.46 * WIDTH):int(0.54 * WIDTH)] = 255  # a turtleneck's
@@ -129,6 +129,14 @@ def test_a_collar_the_hanger_steps_take_for_a_hook_comes_back_where_the_network_
     # where the network sees background, as on a real hook, it stays out
     unsure = fusion.fuse_small(photo, as_map(garment), as_map(truth))
     assert not unsure[above_the_body > 0].any()
+    # where it only leans to garment, the part's colour decides: the garment's comes back, a hook's grey does not
+    leaning = as_map(truth)
+    leaning[collar > 0] = 0.7
+    assert np.count_nonzero(fusion.fuse_small(photo, as_map(garment), leaning)[above_the_body > 0]) > (
+        0.6 * np.count_nonzero(above_the_body))
+    grey_hook = photo.copy()
+    grey_hook[above_the_body > 0] = (150, 150, 150)
+    assert not fusion.fuse_small(grey_hook, as_map(garment), leaning)[above_the_body > 0].any()
 
 
 def test_the_training_script_writes_weights_the_studio_loads(tmp_path):
