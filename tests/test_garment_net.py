@@ -139,6 +139,30 @@ def test_a_collar_the_hanger_steps_take_for_a_hook_comes_back_where_the_network_
     assert not fusion.fuse_small(grey_hook, as_map(garment), leaning)[above_the_body > 0].any()
 
 
+def test_on_a_clip_hanger_what_the_network_only_leans_to_stays_out():
+    """Clips in the garment's colour (black on black jeans) that the network half takes for the waistband: once
+    the hanger's bar is found, only a part the network is sure of comes back."""
+    truth = polygon_mask(PANTS, WIDTH, HEIGHT)
+    top = int(np.flatnonzero(truth.any(axis=1))[0])
+    columns = np.flatnonzero(truth[top])
+    hanger = np.zeros_like(truth)
+    hanger[top - 16:top - 9, columns[0] - 6:columns[-1] + 7] = 255  # the bar, overhanging the waistband
+    for left in (columns[0] + 4, columns[-1] - 10):
+        hanger[top - 9:top + 6, left:left + 7] = 255  # two clips
+    middle = (columns[0] + columns[-1]) // 2
+    hanger[top - 34:top - 16, middle - 1:middle + 2] = 255  # the hook
+    with_hanger = np.maximum(truth, hanger)
+    photo = paint(wood_floor(WIDTH, HEIGHT), with_hanger, (40, 60, 160))
+    trimmed = cutout.remove_hanger(with_hanger)
+    above = (hanger > 0) & (truth == 0)
+    assert not trimmed[above].any()
+    leaning = as_map(truth)
+    leaning[above] = 0.7
+    assert np.array_equal(fusion._keep_garment_taken_for_a_hook(photo, with_hanger, trimmed, leaning), trimmed)
+    sure = as_map(with_hanger)
+    assert fusion._keep_garment_taken_for_a_hook(photo, with_hanger, trimmed, sure)[above].all()
+
+
 def test_the_training_script_writes_weights_the_studio_loads(tmp_path):
     side = 320
     images = np.zeros((4, side, side, 3), np.uint8)
