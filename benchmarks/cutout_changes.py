@@ -33,9 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.cutout import WORK_SIDE, _downscale  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
-from pipeline.fusion import fuse_small, garment_probability_of  # noqa: E402
+from pipeline.fusion import cut_out_working_copy  # noqa: E402
 from pipeline.garment_net import TrainedGarmentNet  # noqa: E402
-from pipeline.u2net import probability_map  # noqa: E402
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 JUDGED = Path(__file__).resolve().parent / "flatlay_cutout_judged.tsv"
@@ -63,7 +62,7 @@ def studio_mask(path: Path) -> np.ndarray:
     """The fused cut-out's mask of a photo at working size (all 0 where it refuses the photo)."""
     small = working_copy(path)
     try:
-        return fuse_small(small, probability_map(Image.fromarray(small)), garment_probability_of(small, _network))
+        return cut_out_working_copy(small, network=_network)
     except SegmentationError:
         return np.zeros(small.shape[:2], np.uint8)
 

@@ -86,10 +86,17 @@ def cut_out_fused(image: Image.Image) -> np.ndarray:
     """Binary garment mask (uint8 (height, width), 255 = garment) of an RGB photo from both cut-outs."""
     width, height = image.size
     small = cutout._downscale(image.convert("RGB") if image.mode != "RGB" else image, cutout.WORK_SIDE)
-    # The network reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than
-    # the whole cut-out.
-    probability = probability_map(Image.fromarray(small))
-    return cutout._upscale_mask(fuse_small(small, probability, garment_probability_of(small)), (height, width))
+    return cutout._upscale_mask(cut_out_working_copy(small), (height, width))
+
+
+def cut_out_working_copy(rgb: np.ndarray, use_garment_net: bool = True,
+                         network: TrainedGarmentNet | None = None) -> np.ndarray:
+    """Fused garment mask (uint8 0/255) of an RGB photo already at working size, as the studio makes it; without
+    step 7 when `use_garment_net` is False; `network`: other weights for it than the committed ones."""
+    # U-2-Net-p reads the working copy too: resizing a 12 MP photo to its 320 px input would cost more than the
+    # whole cut-out.
+    probability = probability_map(Image.fromarray(rgb))
+    return fuse_small(rgb, probability, garment_probability_of(rgb, network) if use_garment_net else None)
 
 
 def garment_probability_of(rgb: np.ndarray, network: TrainedGarmentNet | None = None) -> np.ndarray | None:
@@ -104,9 +111,12 @@ def garment_probability_of(rgb: np.ndarray, network: TrainedGarmentNet | None = 
 
 def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np.ndarray | None = None) -> np.ndarray:
     """Fused garment mask (uint8 0/255) of an RGB image at working size, given U-2-Net-p's map at that size and,
-    optionally, the garment network's (`garment_probability_of`; without it step 7 is skipped)."""
+    optionally, the garment network's (`garment_probability_of`; without it, or on a plain backdrop, the
+    network's steps are skipped)."""
     if float(rgb.std()) < 2.0:
         raise SegmentationError(cutout.NO_GARMENT_MESSAGE)
+    if _plain_backdrop(rgb):
+        garment_probability = None
     classic = cutout.judge_background(rgb)
     network = cutout._largest_components(np.where(probability >= NETWORK_GARMENT, 255, 0).astype(np.uint8))
     if not _plausible(classic.mask):
@@ -124,7 +134,7 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
     mask = _remove_hanger_remains(rgb, mask, _cut_hanger(probability, mask, classic), classic.distance)
     if on_a_hanger:
         mask = _peel_hanger_bar(rgb, mask)
-    if garment_probability is not None and not _plain_backdrop(rgb):
+    if garment_probability is not None:
         hanger_removed = (before_hanger_steps > 0) & (mask == 0) if on_a_hanger else None
         mask = _correct_with_garment_net(rgb, mask, garment_probability, probability, hanger_removed)
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)

@@ -25,8 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pipeline.category_input import INPUT_SIDE, garment_square  # noqa: E402
 from pipeline.cutout import WORK_SIDE, _downscale  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
-from pipeline.fusion import fuse_small, garment_probability_of  # noqa: E402
-from pipeline.u2net import probability_map  # noqa: E402
+from pipeline.fusion import cut_out_working_copy  # noqa: E402
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -40,8 +39,7 @@ def prepare(path: Path, side: int = INPUT_SIDE, garment_net: bool = True) -> tup
     with Image.open(path) as opened:
         small = _downscale(opened.convert("RGB"), WORK_SIDE)
     try:
-        garment = garment_probability_of(small) if garment_net else None
-        mask = fuse_small(small, probability_map(Image.fromarray(small)), garment)
+        mask = cut_out_working_copy(small, use_garment_net=garment_net)
     except SegmentationError:
         return None
     return garment_square(small, mask, side)

@@ -5,9 +5,11 @@ its mask, as the labels `scripts/train_garment_net.py` learns from.
     .venv/bin/python scripts/garment_net_data.py ../shared/data/flatlay /tmp/garment_net/val.npz
 
 By default the cut-out is the fused one without the garment network, as for the first round of training.
-`--with-garment-net` cuts out as the studio does, step 7 and all, with the committed network: the labels of a
-second round, where the network learns from the masks it helped to correct (self-training). Writes one .npz: `images` (N, 320, 320, 3) uint8, each photo at working size in the top-left corner,
-black around it; `masks` (N, 320, 320) uint8, 255 = garment (all 0 where the cut-out found none); `sizes` (N, 2)
+`--with-garment-net` cuts out as the studio does, with the committed network: the labels of a second round,
+where the network learns from the masks it helped to correct (self-training).
+
+Writes one .npz: `images` (N, 320, 320, 3) uint8, each photo at working size in the top-left corner, black around
+it; `masks` (N, 320, 320) uint8, 255 = garment (all 0 where the cut-out found none); `sizes` (N, 2)
 each photo's (height, width) inside its square; `files` (N,) relative paths. About 1 s a photo on one core.
 """
 
@@ -26,8 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.cutout import WORK_SIDE, _downscale  # noqa: E402
 from pipeline.errors import SegmentationError  # noqa: E402
-from pipeline.fusion import fuse_small, garment_probability_of  # noqa: E402
-from pipeline.u2net import probability_map  # noqa: E402
+from pipeline.fusion import cut_out_working_copy  # noqa: E402
 
 SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 
@@ -36,9 +37,8 @@ def prepare(path: Path, with_garment_net: bool = False) -> tuple[np.ndarray, np.
     with Image.open(path) as opened:
         small = _downscale(opened.convert("RGB"), WORK_SIDE)
     height, width = small.shape[:2]
-    garment = garment_probability_of(small) if with_garment_net else None
     try:
-        mask = fuse_small(small, probability_map(Image.fromarray(small)), garment)
+        mask = cut_out_working_copy(small, use_garment_net=with_garment_net)
     except SegmentationError:
         mask = np.zeros((height, width), np.uint8)
     image = np.zeros((WORK_SIDE, WORK_SIDE, 3), np.uint8)
