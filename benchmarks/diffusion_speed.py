@@ -218,6 +218,9 @@ def build_pipeline(family: str, device: str, dtype: torch.dtype, tokenizer_folde
     torch.manual_seed(0)
     tokenizer = char_tokenizer(tokenizer_folder)
     text = dict(vocab_size=49408, max_position_embeddings=77, bos_token_id=0, eos_token_id=1, pad_token_id=1)
+    # Outside the device context: the scheduler's tables stay on the CPU, where it converts them with numpy.
+    scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                       steps_offset=1, timestep_spacing="leading")
     # Building on the device initialises the weights there (seconds on a GPU instead of minutes on a CPU).
     with torch.device(device):
         unet = UNet2DConditionModel(**(SDXL_UNET if family == "sdxl" else SD15_UNET))
@@ -225,8 +228,7 @@ def build_pipeline(family: str, device: str, dtype: torch.dtype, tokenizer_folde
         parts = dict(
             unet=unet, controlnet=controlnet, vae=AutoencoderKL(**VAE, **VAE_BY_FAMILY[family]),
             text_encoder=CLIPTextModel(CLIPTextConfig(**CLIP_L_TEXT, **text)), tokenizer=tokenizer,
-            scheduler=EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                                             steps_offset=1, timestep_spacing="leading"),
+            scheduler=scheduler,
             image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**VIT_H_VISION)), feature_extractor=None)
         if family == "sdxl":
             pipe = StableDiffusionXLControlNetPipeline(
