@@ -35,8 +35,13 @@ So, at the classic working size, the network's mask is the base and the classic 
    such a piece it calls garment beside the mask comes in (a sleeve, cuff or hem both models lost) unless it is a
    smaller piece like the floor or, on a hanger, touches what steps 5-6 removed or rises above the garment. Not on
    a plain studio backdrop, where the classic model is exact;
-8. enclosed holes filled unless they look like the background, and `main_garment`, so that no floating piece
-   remains.
+8. enclosed holes filled unless they look like the background;
+9. with the garment network too: pieces of the surroundings in the garment's shade, which neither colour model
+   calls background because they are darker or lighter than the rest of the floor (the sheet between a sleeve
+   and the body, the floor between the legs or under a cuff). A piece goes when its hue is the colourful
+   surroundings' and none of the garment's main colours, and U-2-Net-p calls it background or the garment
+   network does (then it must also touch the outline, or U-2-Net-p lean to background);
+10. `main_garment`, so that no floating piece remains.
 """
 
 from __future__ import annotations
@@ -80,6 +85,18 @@ LIMB_THICKNESS = 0.085  # is at least this thick (widest inscribed radius, relat
 LIMB_RING = 0.3  # and is compared with the garment and background within this share of its side around it
 LIMB_MIN_PIXELS = 60
 TOP_BAND = 0.15  # the top of a garment where a hanger's bar and clips lie, as a share of its height
+SHADE_LIGHTNESS_WEIGHT = 0.3  # step 9 compares colours with lightness weighted down: shade changes it most
+SHADE_RING = 10  # pixels around the garment whose colours are its surroundings'
+SHADE_CORE = 3  # pixels inside the outline from which the garment's colours are read
+SHADE_SURROUNDING_SHARE = 0.05  # a colour of the surroundings covers at least this share of the ring,
+SHADE_MIN_CHROMA = 10.0  # and is this colourful (Lab a-b distance from grey): a grey floor's shade is any grey's
+SHADE_NEAR = 12.0  # a pixel this close to a colour of the surroundings (lightness weighted) ...
+SHADE_CLOSER = 2.0  # ... and this many times closer to it than to every main colour of the garment is theirs
+SHADE_U2NET_BACKGROUND = 0.3  # a piece goes when U-2-Net-p's mean there is below this,
+SHADE_GARMENT_NET_UNSURE = 0.5  # (pixels the garment network gives this much or more are kept unless it does)
+SHADE_GARMENT_NET_BACKGROUND = 0.2  # or the garment network's is below this and the piece touches the outline
+SHADE_TOUCH_PIXELS = 3  # (in at least this many pixels) or U-2-Net-p leans to background
+SHADE_MIN_SHARE = 0.001  # pieces smaller than this share of the garment are left alone
 
 
 def cut_out_fused(image: Image.Image) -> np.ndarray:
@@ -138,9 +155,77 @@ def fuse_small(rgb: np.ndarray, probability: np.ndarray, garment_probability: np
         hanger_removed = (before_hanger_steps > 0) & (mask == 0) if on_a_hanger else None
         mask = _correct_with_garment_net(rgb, mask, garment_probability, probability, hanger_removed)
     mask = cutout._fill_enclosed_holes(cutout._largest_components(mask), classic.background_like)
+    if garment_probability is not None:
+        mask = _remove_surroundings_in_shade(rgb, mask, probability, garment_probability)
     mask = cutout.main_garment(mask, rgb)
     cutout._check_plausible(mask)
     return mask
+
+
+def _remove_surroundings_in_shade(rgb: np.ndarray, mask: np.ndarray, probability: np.ndarray,
+                                  garment: np.ndarray) -> np.ndarray:
+    """`mask` without the pieces of the surroundings in the garment's shade (step 9). `probability` is
+    U-2-Net-p's map, `garment` the garment network's."""
+    inside = mask > 0
+    # Only where a network doubts the garment: elsewhere both call it garment, whatever its colour.
+    doubted = inside & ((garment < SHADE_GARMENT_NET_UNSURE) | (probability < SHADE_U2NET_BACKGROUND))
+    if not doubted.any():
+        return mask
+    lab = cv2.cvtColor(cv2.GaussianBlur(rgb, (3, 3), 0), cv2.COLOR_RGB2Lab).astype(np.float32)
+    lab[..., 0] *= SHADE_LIGHTNESS_WEIGHT
+    ring = (cv2.dilate(mask, np.ones((2 * SHADE_RING + 1,) * 2, np.uint8)) > 0) & ~inside
+    core = cv2.erode(mask, np.ones((2 * SHADE_CORE + 1,) * 2, np.uint8)) > 0
+    if np.count_nonzero(ring) < cutout.MIN_OUTSIDE_PIXELS or np.count_nonzero(core) < cutout.MIN_OUTSIDE_PIXELS:
+        return mask
+    surroundings, shares = _colour_clusters(lab[ring], 5)
+    surroundings = surroundings[(shares >= SHADE_SURROUNDING_SHARE) & (_chroma(surroundings) >= SHADE_MIN_CHROMA)]
+    if not len(surroundings):
+        return mask
+    garment_colours, shares = _colour_clusters(lab[core], 6)
+    garment_colours = garment_colours[shares >= MAIN_COLOUR_SHARE]
+    near = _nearest_distance(lab[doubted], surroundings)
+    theirs = np.zeros_like(inside)
+    theirs[doubted] = (near < SHADE_NEAR) & (SHADE_CLOSER * near < _nearest_distance(lab[doubted], garment_colours))
+    theirs = cv2.morphologyEx(theirs.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
+    outside = cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(theirs, connectivity=8)
+    trimmed = mask.copy()
+    for label in range(1, count):
+        piece = labels == label
+        if (stats[label, cv2.CC_STAT_AREA] >= SHADE_MIN_SHARE * np.count_nonzero(inside)
+                and _chroma(lab[piece].mean(axis=0, keepdims=True))[0] >= SHADE_MIN_CHROMA
+                and _background_to_a_network(piece, outside, probability, garment)):
+            trimmed[piece] = 0
+    return cutout._largest_components(trimmed)
+
+
+def _background_to_a_network(piece: np.ndarray, outside: np.ndarray, probability: np.ndarray,
+                             garment: np.ndarray) -> bool:
+    u2net = float(probability[piece].mean())
+    if u2net < SHADE_U2NET_BACKGROUND:
+        return True
+    touches = np.count_nonzero(piece & outside) >= SHADE_TOUCH_PIXELS
+    return float(garment[piece].mean()) < SHADE_GARMENT_NET_BACKGROUND and (touches or u2net < NETWORK_GARMENT)
+
+
+def _colour_clusters(samples: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means centres of colour samples (n, 3) and the share of the samples each covers."""
+    if len(samples) > cutout.MAX_BORDER_SAMPLES:
+        samples = samples[np.random.default_rng(0).choice(len(samples), cutout.MAX_BORDER_SAMPLES, replace=False)]
+    clusters = min(clusters, len(samples))
+    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
+    cv2.setRNGSeed(0)
+    _, labels, centres = cv2.kmeans(samples.astype(np.float32), clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    return centres, np.bincount(labels.ravel(), minlength=clusters) / len(samples)
+
+
+def _nearest_distance(features: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    return np.sqrt(((features[:, None, :] - centres[None]) ** 2).sum(axis=2)).min(axis=1)
+
+
+def _chroma(lab: np.ndarray) -> np.ndarray:
+    """Distance from grey of OpenCV 8-bit Lab colours (n, 3)."""
+    return np.hypot(lab[:, 1] - 128.0, lab[:, 2] - 128.0)
 
 
 def _keep_garment_taken_for_a_hook(rgb: np.ndarray, mask: np.ndarray, trimmed: np.ndarray,

@@ -308,3 +308,55 @@ def test_a_part_of_the_garments_colour_with_a_faint_network_weight_still_comes_i
     photo = paint(photo, np.where(wedge, 255, 0).astype(np.uint8), (31, 42, 68))
     mask = arbitrate_with_the_wedge_taken_in(photo, top, wedge)
     assert np.count_nonzero(mask[wedge]) > 0.95 * np.count_nonzero(wedge)
+
+
+def white_top_on_a_red_sheet(wedge_shade: float = 0.85):
+    """A white top on a red sheet with the sheet showing, in the sleeve's shade, in the notch between its right
+    sleeve and the body (flat lays shirt/a9fe576c, t-shirt/8219480b): the photo, the top and that wedge."""
+    top = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
+    notch = polygon_mask([(0.66, 0.38), (0.71, 0.46), (0.66, 0.46)], WIDTH, HEIGHT)
+    wedge = (notch > 0) & (top == 0)
+    rng = np.random.default_rng(11)
+    folds = cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 20)
+    shade = 1 + 0.1 * (folds / (np.abs(folds).max() + 1e-6))[..., None]
+    shade[wedge] *= wedge_shade
+    sheet = (np.array([175, 30, 52], np.float32) * shade + rng.normal(0, 3, (HEIGHT, WIDTH, 3))).clip(0, 255)
+    return paint(sheet.astype(np.uint8), top, (238, 238, 242)), top, wedge
+
+
+def shade_step(photo: np.ndarray, mask: np.ndarray, u2net: np.ndarray, garment: np.ndarray) -> np.ndarray:
+    return fusion._remove_surroundings_in_shade(photo, mask, u2net.astype(np.float32), garment.astype(np.float32))
+
+
+def test_the_sheet_in_a_sleeves_shade_goes_where_a_network_calls_it_background():
+    """The shaded sheet is darker than the rest, so the classic model keeps it; its hue is the sheet's. It goes when
+    the garment network calls it background (U-2-Net-p half took it in), or when U-2-Net-p does."""
+    photo, top, wedge = white_top_on_a_red_sheet()
+    taken_in = np.where((top > 0) | wedge, 255, 0).astype(np.uint8)
+    classic = cutout.judge_background(photo)
+    assert classic.mask[wedge].all()
+    for u2net_there, garment_there in ((0.6, 0.1), (0.1, 0.9)):
+        u2net = np.where(top > 0, 0.97, np.where(wedge, u2net_there, 0.02))
+        garment = np.where(top > 0, 0.97, np.where(wedge, garment_there, 0.02))
+        mask = shade_step(photo, taken_in, u2net, garment)
+        assert np.count_nonzero(mask[wedge]) < 0.1 * np.count_nonzero(wedge)  # a pixel's rim along the sleeve
+        assert mask[top > 0].all()
+
+
+def test_the_shaded_sheet_stays_where_both_networks_call_it_garment():
+    photo, top, wedge = white_top_on_a_red_sheet()
+    taken_in = np.where((top > 0) | wedge, 255, 0).astype(np.uint8)
+    seen = np.where((top > 0) | wedge, 0.9, 0.02)
+    assert np.array_equal(shade_step(photo, taken_in, seen, seen), taken_in)
+
+
+def test_a_white_stripe_on_a_grey_floor_is_not_taken_for_the_floor_in_shade():
+    """A grey floor's shade is the colour of any white or grey part of a garment (a trouser's side stripe, a
+    pocket lining), so only colourful surroundings are looked for in the garment's shade."""
+    truth = polygon_mask(PANTS, WIDTH, HEIGHT)
+    stripe = polygon_mask([(0.66, 0.15), (0.67, 0.15), (0.72, 1.00), (0.69, 1.00)], WIDTH, HEIGHT)
+    floor = np.full((HEIGHT, WIDTH, 3), 200, np.uint8)
+    photo = paint(paint(floor, truth, (30, 35, 50)), (stripe > 0) & (truth > 0), (170, 170, 172))
+    u2net = np.where(truth > 0, 0.97, 0.02)
+    garment = np.where((stripe > 0) & (truth > 0), 0.1, u2net)
+    assert np.array_equal(shade_step(photo, truth, u2net, garment), truth)
