@@ -40,7 +40,9 @@ So, at the classic working size, the network's mask is the base and the classic 
    calls background because they are darker or lighter than the rest of the floor (the sheet between a sleeve
    and the body, the floor between the legs or under a cuff). A piece goes when its hue is the colourful
    surroundings' and none of the garment's main colours, and U-2-Net-p calls it background or the garment
-   network does (then it must also touch the outline, or U-2-Net-p lean to background);
+   network does (then it must also touch the outline, or U-2-Net-p lean to background), and with it the pixels
+   joined to it that are three times closer to the surroundings' colours than to the garment's (its rim along a
+   sleeve, which the networks' blurred maps give to the sleeve);
 10. `main_garment`, so that no floating piece remains.
 """
 
@@ -97,6 +99,7 @@ SHADE_GARMENT_NET_UNSURE = 0.5  # (pixels the garment network gives this much or
 SHADE_GARMENT_NET_BACKGROUND = 0.2  # or the garment network's is below this and the piece touches the outline
 SHADE_TOUCH_PIXELS = 3  # (in at least this many pixels) or U-2-Net-p leans to background
 SHADE_MIN_SHARE = 0.001  # pieces smaller than this share of the garment are left alone
+SHADE_GROW_CLOSER = 3.0  # from a piece that goes, pixels this many times closer to the surroundings go with it
 
 
 def cut_out_fused(image: Image.Image) -> np.ndarray:
@@ -189,14 +192,33 @@ def _remove_surroundings_in_shade(rgb: np.ndarray, mask: np.ndarray, probability
     theirs = cv2.morphologyEx(theirs.astype(np.uint8), cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
     outside = cv2.dilate((~inside).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     count, labels, stats, _ = cv2.connectedComponentsWithStats(theirs, connectivity=8)
-    trimmed = mask.copy()
+    removed = np.zeros_like(inside)
     for label in range(1, count):
         piece = labels == label
         if (stats[label, cv2.CC_STAT_AREA] >= SHADE_MIN_SHARE * np.count_nonzero(inside)
                 and _chroma(lab[piece].mean(axis=0, keepdims=True))[0] >= SHADE_MIN_CHROMA
                 and _background_to_a_network(piece, outside, probability, garment)):
-            trimmed[piece] = 0
+            removed |= piece
+    if not removed.any():
+        return mask
+    removed |= _rest_of_the_surroundings(lab, inside & ~removed, removed, surroundings, garment_colours)
+    trimmed = mask.copy()
+    trimmed[removed] = 0
     return cutout._largest_components(trimmed)
+
+
+def _rest_of_the_surroundings(lab: np.ndarray, inside: np.ndarray, removed: np.ndarray, surroundings: np.ndarray,
+                              garment_colours: np.ndarray) -> np.ndarray:
+    """The pixels of `inside` joined to the `removed` pieces through pixels of the surroundings' hue, whatever the
+    networks say: the rim of a wedge along a sleeve, which the networks' blurred maps give to the sleeve."""
+    near = _nearest_distance(lab[inside], surroundings)
+    theirs = np.zeros_like(inside)
+    theirs[inside] = (near < SHADE_NEAR) & (SHADE_GROW_CLOSER * near
+                                            < _nearest_distance(lab[inside], garment_colours))
+    _, labels = cv2.connectedComponents(theirs.astype(np.uint8), connectivity=8)
+    beside = cv2.dilate(removed.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    joined = np.unique(labels[beside & theirs])
+    return np.isin(labels, joined[joined > 0])
 
 
 def _background_to_a_network(piece: np.ndarray, outside: np.ndarray, probability: np.ndarray,

@@ -360,3 +360,16 @@ def test_a_white_stripe_on_a_grey_floor_is_not_taken_for_the_floor_in_shade():
     u2net = np.where(truth > 0, 0.97, 0.02)
     garment = np.where((stripe > 0) & (truth > 0), 0.1, u2net)
     assert np.array_equal(shade_step(photo, truth, u2net, garment), truth)
+
+
+def test_the_wedges_rim_along_the_sleeve_goes_with_it_though_the_networks_give_it_to_the_sleeve():
+    """The networks' maps are blurred: next to a sleeve they call the sheet garment. From the piece that goes, the
+    pixels of the sheet's hue joined to it go too, whatever the networks say there."""
+    photo, top, wedge = white_top_on_a_red_sheet()
+    taken_in = np.where((top > 0) | wedge, 255, 0).astype(np.uint8)
+    rim = wedge & (cv2.dilate(top, np.ones((7, 7), np.uint8)) > 0)
+    assert 0.2 * np.count_nonzero(wedge) < np.count_nonzero(rim) < 0.8 * np.count_nonzero(wedge)
+    seen = np.where((top > 0) | rim, 0.95, np.where(wedge, 0.1, 0.02))
+    mask = shade_step(photo, taken_in, seen, seen)
+    assert np.count_nonzero(mask[wedge]) < 0.1 * np.count_nonzero(wedge)
+    assert mask[top > 0].all()
