@@ -137,16 +137,22 @@ def _pixel_features(lab: np.ndarray) -> np.ndarray:
     return np.concatenate([lab, texture * TEXTURE_WEIGHT], axis=2)
 
 
-def _fit_border_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Clusters of the border pixels (k-means, then each cluster's covariance): means, inverse covariances, shares."""
-    rng = np.random.default_rng(0)
+def _kmeans_colours(samples: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """k-means of colour samples (n, channels), at most MAX_BORDER_SAMPLES of them drawn with a fixed seed, so a
+    photo always gives the same answer: the samples used, each one's cluster, and the cluster centres."""
     if len(samples) > MAX_BORDER_SAMPLES:
-        samples = samples[rng.choice(len(samples), MAX_BORDER_SAMPLES, replace=False)]
-    clusters = min(BORDER_CLUSTERS, len(samples))
+        samples = samples[np.random.default_rng(0).choice(len(samples), MAX_BORDER_SAMPLES, replace=False)]
+    samples = samples.astype(np.float32, copy=False)
     criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
     cv2.setRNGSeed(0)
-    _, labels, means = cv2.kmeans(samples, clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    labels = labels.ravel()
+    _, labels, centres = cv2.kmeans(samples, min(clusters, len(samples)), None, criteria, 2, cv2.KMEANS_PP_CENTERS)
+    return samples, labels.ravel(), centres
+
+
+def _fit_border_model(samples: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clusters of the border pixels (k-means, then each cluster's covariance): means, inverse covariances, shares."""
+    samples, labels, means = _kmeans_colours(samples, BORDER_CLUSTERS)
+    clusters = len(means)
     floor = np.eye(samples.shape[1]) * MIN_COLOUR_SIGMA**2
     inverses, shares = [], []
     for index in range(clusters):

@@ -232,13 +232,8 @@ def _background_to_a_network(piece: np.ndarray, outside: np.ndarray, probability
 
 def _colour_clusters(samples: np.ndarray, clusters: int) -> tuple[np.ndarray, np.ndarray]:
     """k-means centres of colour samples (n, 3) and the share of the samples each covers."""
-    if len(samples) > cutout.MAX_BORDER_SAMPLES:
-        samples = samples[np.random.default_rng(0).choice(len(samples), cutout.MAX_BORDER_SAMPLES, replace=False)]
-    clusters = min(clusters, len(samples))
-    criteria = (cv2.TERM_CRITERIA_EPS + cv2.TERM_CRITERIA_MAX_ITER, 20, 0.5)
-    cv2.setRNGSeed(0)
-    _, labels, centres = cv2.kmeans(samples.astype(np.float32), clusters, None, criteria, 2, cv2.KMEANS_PP_CENTERS)
-    return centres, np.bincount(labels.ravel(), minlength=clusters) / len(samples)
+    samples, labels, centres = cutout._kmeans_colours(samples, clusters)
+    return centres, np.bincount(labels, minlength=len(centres)) / len(samples)
 
 
 def _nearest_distance(features: np.ndarray, centres: np.ndarray) -> np.ndarray:

@@ -238,6 +238,18 @@ def test_a_waistband_unlike_the_hanger_stays():
     assert np.count_nonzero((mask > 0) & band) >= 0.9 * np.count_nonzero(band)
 
 
+def folded_sheet(colour: tuple[int, int, int], depth: float, seed: int, shaded: np.ndarray | None = None,
+                 shade: float = 1.0) -> np.ndarray:
+    """A sheet of one colour with soft folds `depth` deep, and `shaded` pixels darker by `shade`."""
+    rng = np.random.default_rng(seed)
+    folds = cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 20)
+    light = 1 + depth * (folds / (np.abs(folds).max() + 1e-6))[..., None]
+    if shaded is not None:
+        light[shaded] *= shade
+    sheet = np.array(colour, np.float32) * light + rng.normal(0, 3, (HEIGHT, WIDTH, 3))
+    return sheet.clip(0, 255).astype(np.uint8)
+
+
 def dark_top_on_an_orange_sheet_beside_a_dark_bag():
     """A dark long-sleeved top on an orange sheet, and a bag of the same dark colour at the photo's top (flat lay
     longsleeve/9cb4943a): the photo, the top, and its right sleeve."""
@@ -246,13 +258,9 @@ def dark_top_on_an_orange_sheet_beside_a_dark_bag():
         [(0.36, 0.20), (0.40, 0.27), (0.22, 0.66), (0.14, 0.62)],
         [(0.64, 0.20), (0.60, 0.27), (0.78, 0.66), (0.86, 0.62)]))
     top = np.maximum(np.maximum(body, left), right)
-    rng = np.random.default_rng(5)
-    folds = cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 20)
-    shade = 1 + 0.12 * (folds / (np.abs(folds).max() + 1e-6))[..., None]
-    sheet = (np.array([225, 85, 50], np.float32) * shade + rng.normal(0, 3, (HEIGHT, WIDTH, 3))).clip(0, 255)
     bag = np.zeros_like(top)
     bag[:70, 250:] = 255
-    photo = paint(paint(sheet.astype(np.uint8), bag, (60, 60, 66), seed=9), top, (60, 60, 66))
+    photo = paint(paint(folded_sheet((225, 85, 50), 0.12, seed=5), bag, (60, 60, 66), seed=9), top, (60, 60, 66))
     return photo, top, (right > 0) & (body == 0), bag
 
 
@@ -316,12 +324,8 @@ def white_top_on_a_red_sheet(wedge_shade: float = 0.85):
     top = polygon_mask(T_SHIRT, WIDTH, HEIGHT)
     notch = polygon_mask([(0.66, 0.38), (0.71, 0.46), (0.66, 0.46)], WIDTH, HEIGHT)
     wedge = (notch > 0) & (top == 0)
-    rng = np.random.default_rng(11)
-    folds = cv2.GaussianBlur(rng.normal(0, 1, (HEIGHT, WIDTH)).astype(np.float32), (0, 0), 20)
-    shade = 1 + 0.1 * (folds / (np.abs(folds).max() + 1e-6))[..., None]
-    shade[wedge] *= wedge_shade
-    sheet = (np.array([175, 30, 52], np.float32) * shade + rng.normal(0, 3, (HEIGHT, WIDTH, 3))).clip(0, 255)
-    return paint(sheet.astype(np.uint8), top, (238, 238, 242)), top, wedge
+    sheet = folded_sheet((175, 30, 52), 0.1, seed=11, shaded=wedge, shade=wedge_shade)
+    return paint(sheet, top, (238, 238, 242)), top, wedge
 
 
 def shade_step(photo: np.ndarray, mask: np.ndarray, u2net: np.ndarray, garment: np.ndarray) -> np.ndarray:
